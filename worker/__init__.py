@@ -1,0 +1,1 @@
+"""impasto worker: the Celery task that runs style-transfer jobs, and the engine."""

@@ -1,0 +1,66 @@
+"""The objective for one scale: targets computed once, then α·content + β·style + γ·tv."""
+
+from __future__ import annotations
+
+import torch
+
+from worker.engine.losses import content_loss, energy, gram, style_loss, tv_loss
+from worker.engine.params import StyleParams
+from worker.engine.vgg import VGG19Features
+
+
+class Objective:
+    """Content features and blended style Grams of one scale, and the loss of an image against them."""
+
+    def __init__(
+        self,
+        model: VGG19Features,
+        params: StyleParams,
+        content: torch.Tensor,  # (1, 3, H, W) RGB 0..255
+        styles: list[torch.Tensor],  # each (1, 3, h, w) RGB 0..255
+    ) -> None:
+        self.model = model
+        self.params = params
+        self.layers = tuple(dict.fromkeys(params.content_layers + params.style_layers))
+        self.layer_weights = params.layer_weights()
+        with torch.no_grad():
+            features = model(content, params.content_layers, params.pooling)
+            self.content_targets = {name: features[name].float() for name in params.content_layers}
+            self.content_energy = {name: energy(t) for name, t in self.content_targets.items()}
+            self.style_targets = blended_style_grams(model, params, styles)
+            self.style_energy = {name: energy(g) for name, g in self.style_targets.items()}
+
+    def __call__(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(total, [content, style, tv] weighted terms) for an RGB 0..255 image."""
+        p = self.params
+        features = self.model(pixels, self.layers, p.pooling)
+        zero = pixels.new_zeros(())
+        content = sum(
+            (content_loss(features[n], self.content_targets[n], self.content_energy[n]) for n in p.content_layers),
+            zero,
+        ) / len(p.content_layers)
+        style = sum(
+            (
+                w * style_loss(features[n], self.style_targets[n], self.style_energy[n])
+                for n, w in zip(p.style_layers, self.layer_weights)
+            ),
+            zero,
+        )
+        tv = tv_loss(pixels) if p.tv_weight > 0 else zero
+        terms = torch.stack([p.content_weight * content, p.style_weight * style, p.tv_weight * tv])
+        return terms.sum(), terms
+
+
+def blended_style_grams(
+    model: VGG19Features, params: StyleParams, styles: list[torch.Tensor]
+) -> dict[str, torch.Tensor]:
+    """Per style layer, Σ_s b_s·Ĝ_s over the style images (jcjohnson's blend of Gram targets)."""
+    blend = params.blend(len(styles))
+    grams: dict[str, torch.Tensor] = {}
+    with torch.no_grad():
+        for weight, style in zip(blend, styles):
+            features = model(style, params.style_layers, params.pooling)
+            for name in params.style_layers:
+                g = weight * gram(features[name])[0]
+                grams[name] = grams[name] + g if name in grams else g
+    return grams

@@ -1,0 +1,243 @@
+"""The optimisation loop: coarse-to-fine stages, L-BFGS or Adam, callbacks, stop and resume."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from worker.engine import imaging
+from worker.engine.callbacks import Callbacks, Losses
+from worker.engine.errors import EngineError
+from worker.engine.objective import Objective
+from worker.engine.params import StyleParams
+from worker.engine.vgg import load_vgg
+
+# Pixels are optimised through a sigmoid, x = 255·σ(z), so they never leave 0..255 and the
+# 8-bit PNG holds what the optimiser reached. Content pixels at exactly 0 or 255 start here.
+_EDGE = 0.5 / 255
+
+
+@dataclass(frozen=True)
+class Resume:
+    """Continue a run from a snapshot: its image and the iterations already done."""
+
+    image: Image.Image
+    iteration: int
+
+
+@dataclass(frozen=True)
+class Result:
+    """What a run produced."""
+
+    image: Image.Image
+    iterations: int  # the last iteration completed (counting those before a resume)
+    losses: Losses | None  # at the last iteration; None if no iteration ran
+    stopped: bool  # should_stop() ended it early
+    seconds: float  # wall time of the loop, targets included
+    evaluations: int  # forward+backward passes; L-BFGS's line search may add some
+    device: str
+
+
+def stylize(
+    content: str | Path | Image.Image,
+    styles: Sequence[str | Path | Image.Image],
+    params: StyleParams | None = None,
+    callbacks: Callbacks | None = None,
+    *,
+    device: str | torch.device = "cpu",
+    weights: str = "original",
+    init_image: str | Path | Image.Image | None = None,
+    resume: Resume | None = None,
+) -> Result:
+    """Paint `content` in the style of `styles` and return the image (see StyleParams)."""
+    params = (params or StyleParams()).validate(style_count=len(styles))
+    callbacks = callbacks or Callbacks()
+    if params.init == "image" and init_image is None:
+        raise EngineError("init 'image' needs an init image")
+    if resume is not None and not 0 <= resume.iteration < params.iterations:
+        raise EngineError(f"resume iteration must be in [0, {params.iterations}), got {resume.iteration}")
+    device = torch.device(device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed shapes per stage: autotuning pays off
+    content_image = imaging.open_image(content)
+    style_images = [imaging.open_image(s) for s in styles]
+    model = load_vgg(weights, device)
+    started = time.perf_counter()
+    run = _Run(params, callbacks, model, device, content_image, style_images)
+    start_iteration = resume.iteration + 1 if resume else 1
+    pixels: torch.Tensor | None = None
+    if resume is not None:
+        pixels = imaging.to_tensor(imaging.open_image(resume.image)).to(device)
+    elif params.init == "image":
+        pixels = imaging.to_tensor(imaging.open_image(init_image)).to(device)  # type: ignore[arg-type]
+    done, losses, stopped = resume.iteration if resume else 0, None, False
+    for scale, first, last in params.stage_plan():
+        if last < start_iteration:
+            continue
+        pixels, done, losses, stopped = run.stage(scale, max(first, start_iteration), last, pixels, done, losses)
+        if stopped:
+            break
+    assert pixels is not None
+    return Result(
+        image=imaging.to_image(run.delivered(pixels)),
+        iterations=done,
+        losses=losses,
+        stopped=stopped,
+        seconds=time.perf_counter() - started,
+        evaluations=run.evaluations,
+        device=str(device),
+    )
+
+
+class _Run:
+    """State shared by the stages of one run."""
+
+    def __init__(
+        self,
+        params: StyleParams,
+        callbacks: Callbacks,
+        model: torch.nn.Module,
+        device: torch.device,
+        content: Image.Image,
+        styles: list[Image.Image],
+    ) -> None:
+        self.params = params
+        self.callbacks = callbacks
+        self.model = model
+        self.device = device
+        self.content = content
+        self.styles = styles
+        self.evaluations = 0
+        self.content_rgb: torch.Tensor | None = None  # this stage's content in colour
+
+    def stage(
+        self,
+        scale: float,
+        first: int,
+        last: int,
+        pixels: torch.Tensor | None,
+        done: int,
+        losses: Losses | None,
+    ) -> tuple[torch.Tensor, int, Losses | None, bool]:
+        """Run iterations first..last at one scale; returns (pixels, done, losses, stopped)."""
+        p = self.params
+        width, height = imaging.fit_long_side(*self.content.size, max(8, round(p.size * scale)))
+        content = imaging.to_tensor(self.content, (width, height)).to(self.device)  # (1, 3, H, W)
+        self.content_rgb = content
+        style_long = max(8, round(max(width, height) * p.style_scale))
+        styles = [
+            imaging.to_tensor(s, imaging.fit_long_side(*s.size, style_long)).to(self.device) for s in self.styles
+        ]
+        if p.preserve_color:
+            content = imaging.luminance_image(content)
+            styles = [imaging.match_luminance(imaging.luminance_image(s), content) for s in styles]
+        objective = Objective(self.model, p, content, styles)  # type: ignore[arg-type]
+        if pixels is None:
+            pixels = self._initial_pixels(content)
+        else:
+            pixels = imaging.resize(pixels, height, width)
+            if p.preserve_color:
+                pixels = imaging.luminance_image(pixels)
+        z = torch.logit((pixels / 255).clamp(_EDGE, 1 - _EDGE)).detach().contiguous().requires_grad_(True)
+        evaluate = _CachedEvaluation(z, objective)
+        optimizer = self._optimizer(z)
+
+        def closure() -> torch.Tensor:
+            optimizer.zero_grad(set_to_none=True)
+            return evaluate()
+
+        stopped = False
+        for iteration in range(first, last + 1):
+            if self.callbacks.should_stop():
+                stopped = True
+                break
+            optimizer.step(closure)
+            evaluate()  # losses at the accepted point; the next step reuses this evaluation
+            content_term, style_term, tv_term = evaluate.terms.tolist()
+            total = content_term + style_term + tv_term
+            if not math.isfinite(total):
+                raise EngineError(f"the optimisation diverged at iteration {iteration} (loss {total}); lower the learning rate")
+            losses = Losses(content=content_term, style=style_term, tv=tv_term, total=total)
+            done = iteration
+            self.callbacks.on_progress(iteration, losses)
+            if p.snapshot_every and iteration % p.snapshot_every == 0:
+                self.callbacks.on_snapshot(iteration, imaging.to_image(self.delivered(_pixels(z))))
+        self.evaluations += evaluate.count
+        return _pixels(z).detach(), done, losses, stopped
+
+    def delivered(self, pixels: torch.Tensor) -> torch.Tensor:
+        """The image the user gets: with preserve_color, the result's luminance on the content's colours."""
+        if self.params.preserve_color and self.content_rgb is not None:
+            return imaging.with_chroma_of(pixels.detach(), imaging.resize(self.content_rgb, *pixels.shape[-2:]))
+        return pixels.detach()
+
+    def _initial_pixels(self, content: torch.Tensor) -> torch.Tensor:
+        if self.params.init == "noise":
+            generator = torch.Generator().manual_seed(self.params.seed)  # CPU: same noise on any device
+            z = torch.randn(content.shape, generator=generator)
+            return (255 * torch.sigmoid(z)).to(self.device)
+        return content.clone()
+
+    def _optimizer(self, z: torch.Tensor) -> torch.optim.Optimizer:
+        p = self.params
+        if p.optimizer == "adam":
+            return torch.optim.Adam([z], lr=p.lr())
+        return torch.optim.LBFGS(
+            [z],
+            lr=p.lr(),
+            max_iter=1,  # one iteration per step() call, so callbacks run between iterations
+            # torch's default max_eval is 1.25·max_iter, which with max_iter=1 leaves the line
+            # search no evaluation at all (and L-BFGS stalls); allow 25 as torch's search does.
+            max_eval=26,
+            history_size=p.lbfgs_history,
+            tolerance_grad=0.0,  # never stop early on a small gradient: its scale is arbitrary
+            tolerance_change=0.0,
+            line_search_fn="strong_wolfe",
+        )
+
+
+def _pixels(z: torch.Tensor) -> torch.Tensor:
+    """The image a parameter tensor stands for: 255·σ(z), always within 0..255."""
+    return 255 * torch.sigmoid(z)
+
+
+class _CachedEvaluation:
+    """Forward and backward at the current z, reusing the last result when z has not moved.
+
+    torch's L-BFGS evaluates the closure at the start of every step() call, at the point the
+    previous call's line search already evaluated; with max_iter=1 that would double the cost.
+    """
+
+    def __init__(self, z: torch.Tensor, objective: Objective) -> None:
+        self.z = z
+        self.objective = objective
+        self.count = 0
+        self._at: torch.Tensor | None = None
+        self._grad: torch.Tensor | None = None
+        self._total: torch.Tensor | None = None
+        self.terms = torch.zeros(3)
+
+    def __call__(self) -> torch.Tensor:
+        z = self.z
+        if self._at is not None and torch.equal(z.detach(), self._at):
+            assert self._grad is not None and self._total is not None
+            z.grad = self._grad.clone()
+            return self._total
+        with torch.enable_grad():
+            if z.grad is not None:
+                z.grad = None
+            total, terms = self.objective(_pixels(z))
+            total.backward()
+        self.count += 1
+        assert z.grad is not None
+        self._at = z.detach().clone()
+        self._grad = z.grad.detach().clone()
+        self._total = total.detach()
+        self.terms = terms.detach()
+        return self._total

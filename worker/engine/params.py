@@ -1,0 +1,157 @@
+"""Every control of a style-transfer run, with its default and its bounds, in one dataclass."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+
+from worker.engine.errors import EngineError
+from worker.engine.vgg import FEATURE_LAYERS, POOLINGS
+
+OPTIMIZERS = ("lbfgs", "adam")
+INITS = ("content", "noise", "image")
+
+# Bounds: wide enough for any real use, tight enough that a typo fails fast.
+MAX_ITERATIONS = 100_000
+MIN_SIZE, MAX_SIZE = 16, 8192
+MAX_STYLE_SCALE = 4.0
+MAX_SCALES = 6
+MAX_STYLES = 8
+
+
+@dataclass(frozen=True)
+class StyleParams:
+    """The parameters of one run. Defaults give a good painting at 512 px in 500 L-BFGS steps."""
+
+    iterations: int = 500
+    size: int = 512  # long side of the output, px
+    style_scale: float = 1.0  # style image's long side relative to the content's, per scale
+    # Loss weights. Both terms are normalised per layer (see losses.py), so α/β means the same
+    # thing at any size and layer; a smaller content/style ratio gives more style.
+    content_weight: float = 1.0
+    style_weight: float = 1e4
+    tv_weight: float = 0.0
+    content_layers: tuple[str, ...] = ("conv4_2",)
+    style_layers: tuple[str, ...] = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
+    style_layer_weights: tuple[float, ...] | None = None  # one per style layer; None = equal
+    optimizer: str = "lbfgs"
+    learning_rate: float | None = None  # None: 1.0 for L-BFGS, 0.05 for Adam (on the logit scale)
+    lbfgs_history: int = 100
+    init: str = "content"  # "image" takes the image passed to stylize(init_image=...)
+    seed: int = 0
+    pooling: str = "max"
+    style_blend_weights: tuple[float, ...] | None = None  # one per style; None = equal
+    preserve_color: bool = False  # luminance-only transfer (Gatys et al. 2017)
+    scales: tuple[float, ...] = (1.0,)  # coarse-to-fine fractions of `size`, ending at 1.0
+    snapshot_every: int = 0  # 0 = no snapshots
+
+    def lr(self) -> float:
+        """The learning rate the optimiser gets."""
+        if self.learning_rate is not None:
+            return self.learning_rate
+        return 1.0 if self.optimizer == "lbfgs" else 0.05
+
+    def validate(self, style_count: int = 1) -> StyleParams:
+        """Raise EngineError naming the first bad field; return self when all are good."""
+        _check_int("iterations", self.iterations, 1, MAX_ITERATIONS)
+        _check_int("size", self.size, MIN_SIZE, MAX_SIZE)
+        _check_float("style_scale", self.style_scale, 0.05, MAX_STYLE_SCALE, allow_zero=False)
+        for name in ("content_weight", "style_weight", "tv_weight"):
+            _check_float(name, getattr(self, name), 0.0, 1e12)
+        _check_layers("content_layers", self.content_layers)
+        _check_layers("style_layers", self.style_layers)
+        if self.content_weight + self.style_weight == 0:
+            raise EngineError("content_weight and style_weight are both 0: nothing to optimise")
+        if self.style_layer_weights is not None:
+            if len(self.style_layer_weights) != len(self.style_layers):
+                raise EngineError(
+                    f"style_layer_weights has {len(self.style_layer_weights)} values for "
+                    f"{len(self.style_layers)} style layers"
+                )
+            for w in self.style_layer_weights:
+                _check_float("style_layer_weights", w, 0.0, 1e12)
+        _check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        if self.learning_rate is not None:
+            _check_float("learning_rate", self.learning_rate, 0.0, 1e4, allow_zero=False)
+        _check_int("lbfgs_history", self.lbfgs_history, 1, 1000)
+        _check_choice("init", self.init, INITS)
+        _check_int("seed", self.seed, 0, 2**63 - 1)
+        _check_choice("pooling", self.pooling, POOLINGS)
+        if not 1 <= style_count <= MAX_STYLES:
+            raise EngineError(f"between 1 and {MAX_STYLES} style images are needed, got {style_count}")
+        if self.style_blend_weights is not None:
+            if len(self.style_blend_weights) != style_count:
+                raise EngineError(
+                    f"style_blend_weights has {len(self.style_blend_weights)} values for {style_count} styles"
+                )
+            for w in self.style_blend_weights:
+                _check_float("style_blend_weights", w, 0.0, 1e12)
+            if sum(self.style_blend_weights) <= 0:
+                raise EngineError("style_blend_weights must not all be 0")
+        if not 1 <= len(self.scales) <= MAX_SCALES:
+            raise EngineError(f"scales needs 1 to {MAX_SCALES} values")
+        for s in self.scales:
+            _check_float("scales", s, 0.0, 1.0, allow_zero=False)
+        if list(self.scales) != sorted(self.scales) or len(set(self.scales)) != len(self.scales):
+            raise EngineError("scales must be strictly increasing (coarse to fine)")
+        if self.scales[-1] != 1.0:
+            raise EngineError("scales must end at 1.0 (the full size)")
+        if self.iterations < len(self.scales):
+            raise EngineError("iterations must be at least the number of scales")
+        _check_int("snapshot_every", self.snapshot_every, 0, MAX_ITERATIONS)
+        return self
+
+    def blend(self, style_count: int) -> list[float]:
+        """Style blend weights normalised to sum to 1."""
+        raw = self.style_blend_weights or tuple(1.0 for _ in range(style_count))
+        total = sum(raw)
+        return [w / total for w in raw]
+
+    def layer_weights(self) -> list[float]:
+        """Per-style-layer weights; equal by default (the paper's w_l = 1/5)."""
+        if self.style_layer_weights is None:
+            return [1.0 / len(self.style_layers)] * len(self.style_layers)
+        return list(self.style_layer_weights)
+
+    def stage_plan(self) -> list[tuple[float, int, int]]:
+        """(scale, first iteration, last iteration) per stage; iterations split evenly, 1-based."""
+        per_stage, extra = divmod(self.iterations, len(self.scales))
+        plan, start = [], 1
+        for index, scale in enumerate(self.scales):
+            count = per_stage + (extra if index == len(self.scales) - 1 else 0)
+            plan.append((scale, start, start + count - 1))
+            start += count
+        return plan
+
+
+def field_names() -> list[str]:
+    """The names of all parameters, in declaration order."""
+    return [f.name for f in fields(StyleParams)]
+
+
+def _check_int(name: str, value: object, low: int, high: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise EngineError(f"{name} must be an integer from {low} to {high}, got {value!r}")
+
+
+def _check_float(name: str, value: object, low: float, high: float, *, allow_zero: bool = True) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise EngineError(f"{name} must be a number, got {value!r}")
+    if not math.isfinite(value) or not low <= value <= high or (not allow_zero and value == 0):
+        raise EngineError(f"{name} must be finite and in [{low}, {high}]{'' if allow_zero else ', not 0'}, got {value!r}")
+
+
+def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise EngineError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
+
+
+def _check_layers(name: str, layers: tuple[str, ...]) -> None:
+    if not layers:
+        raise EngineError(f"{name} must name at least one layer")
+    for layer in layers:
+        if layer not in FEATURE_LAYERS:
+            raise EngineError(f"{name}: unknown layer {layer!r}; known: {', '.join(FEATURE_LAYERS)}")
+    if len(set(layers)) != len(layers):
+        raise EngineError(f"{name} names a layer twice")
+
