@@ -1,0 +1,1 @@
+"""What the API and the worker both speak: settings, SQL, the job schema, storage, Celery."""

@@ -1,0 +1,46 @@
+"""The Celery app factory, with the settings a long GPU job needs."""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from shared.settings import Settings
+from shared.task_names import TRANSFER_QUEUE, TRANSFER_TASK
+
+
+def make_celery(settings: Settings) -> Celery:
+    """A Celery app for the configured broker; results live in SQL, not in Celery."""
+    app = Celery("impasto", broker=settings.resolved_broker_url(), set_as_current=False)
+    transport_options: dict[str, object] = {
+        # Redis redelivers an unacked message after this many seconds. Long jobs must not be
+        # redelivered while they run (celery #3430), and a dead worker's job is recovered by
+        # its lease expiring in SQL, so this is set far beyond any job's length.
+        "visibility_timeout": settings.visibility_timeout_s,
+    }
+    if settings.uses_embedded_broker():
+        folder = settings.broker_folder()
+        folder.mkdir(parents=True, exist_ok=True)
+        transport_options.update(data_folder_in=str(folder), data_folder_out=str(folder))
+    app.conf.update(
+        broker_transport_options=transport_options,
+        broker_connection_retry_on_startup=True,
+        # Acknowledge after the task returns, so a worker killed mid-job leaves the message
+        # for redelivery instead of losing it.
+        task_acks_late=True,
+        # ...and when the worker process itself dies (OOM, kill -9), requeue rather than ack.
+        task_reject_on_worker_lost=True,
+        # One job at a time per process: a prefetched job would wait behind a long one while
+        # another GPU sits idle.
+        worker_prefetch_multiplier=1,
+        # CUDA and forked pools do not mix (celery #3402): one solo process per GPU.
+        worker_pool="solo",
+        worker_concurrency=1,
+        # Job state lives in SQL; Celery's result backend would be a second, weaker truth.
+        task_ignore_result=True,
+        task_routes={TRANSFER_TASK: {"queue": TRANSFER_QUEUE}},
+        task_default_queue=TRANSFER_QUEUE,
+        worker_hijack_root_logger=False,
+        task_serializer="json",
+        accept_content=["json"],
+    )
+    return app

@@ -1,0 +1,114 @@
+"""The job parameter schema: what a client may ask of the engine, with bounds and defaults.
+
+Mirrors worker.engine.StyleParams (a test keeps the two in step) without importing torch.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+# The VGG19 layers a job may name (conv layers, taken after their ReLU).
+VGG19_LAYERS: tuple[str, ...] = (
+    "conv1_1", "conv1_2", "conv2_1", "conv2_2",
+    "conv3_1", "conv3_2", "conv3_3", "conv3_4",
+    "conv4_1", "conv4_2", "conv4_3", "conv4_4",
+    "conv5_1", "conv5_2", "conv5_3", "conv5_4",
+)  # fmt: skip
+Layer = Literal[
+    "conv1_1", "conv1_2", "conv2_1", "conv2_2",
+    "conv3_1", "conv3_2", "conv3_3", "conv3_4",
+    "conv4_1", "conv4_2", "conv4_3", "conv4_4",
+    "conv5_1", "conv5_2", "conv5_3", "conv5_4",
+]  # fmt: skip
+
+# Bounds a queue job may ask for (the engine alone allows more).
+MAX_JOB_ITERATIONS = 5000
+MAX_JOB_SIZE = 2048
+MAX_WEIGHT = 1e9
+
+Weight = float
+
+
+class JobParams(BaseModel):
+    """Parameters of a style-transfer job; unknown keys are refused."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    iterations: int = Field(500, ge=1, le=MAX_JOB_ITERATIONS, description="optimisation steps in all")
+    size: int = Field(512, ge=16, le=MAX_JOB_SIZE, description="long side of the output, px")
+    style_scale: float = Field(1.0, gt=0.05, le=4.0, description="style image size relative to the content")
+    content_weight: Weight = Field(1.0, ge=0, le=MAX_WEIGHT, description="α, relative content loss weight")
+    style_weight: Weight = Field(1e4, ge=0, le=MAX_WEIGHT, description="β, relative style loss weight")
+    tv_weight: Weight = Field(0.0, ge=0, le=MAX_WEIGHT, description="total-variation weight")
+    content_layers: tuple[Layer, ...] = Field(("conv4_2",), min_length=1, max_length=16)
+    style_layers: tuple[Layer, ...] = Field(
+        ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1"), min_length=1, max_length=16
+    )
+    style_layer_weights: tuple[Weight, ...] | None = Field(None, description="one per style layer")
+    optimizer: Literal["lbfgs", "adam"] = "lbfgs"
+    learning_rate: float | None = Field(None, gt=0, le=1e4, description="default: 1 for L-BFGS, 0.05 for Adam")
+    init: Literal["content", "noise"] = "content"
+    seed: int = Field(0, ge=0, le=2**63 - 1)
+    pooling: Literal["max", "avg"] = "max"
+    style_blend_weights: tuple[Weight, ...] | None = Field(None, description="one per style image")
+    preserve_color: bool = False
+    scales: tuple[float, ...] = Field((1.0,), min_length=1, max_length=6, description="coarse-to-fine fractions")
+    snapshot_every: int = Field(50, ge=0, le=MAX_JOB_ITERATIONS, description="0 = no snapshots")
+
+    @field_validator("content_weight", "style_weight", "tv_weight", "learning_rate")
+    @classmethod
+    def _finite(cls, value: float | None) -> float | None:
+        if value is not None and not math.isfinite(value):
+            raise ValueError("must be a finite number")
+        return value
+
+    @field_validator("style_layer_weights", "style_blend_weights")
+    @classmethod
+    def _finite_non_negative(cls, values: tuple[float, ...] | None) -> tuple[float, ...] | None:
+        if values is not None:
+            if any(not math.isfinite(v) or v < 0 or v > MAX_WEIGHT for v in values):
+                raise ValueError(f"each weight must be finite and in [0, {MAX_WEIGHT:g}]")
+            if sum(values) <= 0:
+                raise ValueError("weights must not all be 0")
+        return values
+
+    @field_validator("scales")
+    @classmethod
+    def _coarse_to_fine(cls, values: tuple[float, ...]) -> tuple[float, ...]:
+        if any(not math.isfinite(v) or not 0 < v <= 1 for v in values):
+            raise ValueError("each scale must be in (0, 1]")
+        if list(values) != sorted(set(values)):
+            raise ValueError("scales must be strictly increasing")
+        if values[-1] != 1.0:
+            raise ValueError("scales must end at 1.0")
+        return values
+
+    @model_validator(mode="after")
+    def _consistent(self) -> JobParams:
+        if len(set(self.content_layers)) != len(self.content_layers):
+            raise ValueError("content_layers names a layer twice")
+        if len(set(self.style_layers)) != len(self.style_layers):
+            raise ValueError("style_layers names a layer twice")
+        if self.style_layer_weights is not None and len(self.style_layer_weights) != len(self.style_layers):
+            raise ValueError("style_layer_weights needs one value per style layer")
+        if self.content_weight + self.style_weight == 0:
+            raise ValueError("content_weight and style_weight are both 0")
+        if self.iterations < len(self.scales):
+            raise ValueError("iterations must be at least the number of scales")
+        return self
+
+    def check_style_count(self, count: int) -> None:
+        """Raise ValueError when the blend weights do not match the number of style images."""
+        if self.style_blend_weights is not None and len(self.style_blend_weights) != count:
+            raise ValueError(
+                f"style_blend_weights has {len(self.style_blend_weights)} values for {count} style images"
+            )
+
+    def pixel_count(self, aspect: float) -> int:
+        """Output pixels for a content image of width/height `aspect`."""
+        long_side = self.size
+        short_side = round(long_side / aspect) if aspect >= 1 else round(long_side * aspect)
+        return long_side * max(1, short_side)

@@ -1,0 +1,136 @@
+"""Job rows: create, transition, cancel, delete, and the lease-guarded writes a worker makes."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.orm import Session
+
+from shared.models import Job, JobSnapshot, JobStatusChange, utcnow
+from shared.status import FINISHED, JobStatus
+
+
+def as_utc(moment: datetime | None) -> datetime | None:
+    """A datetime from SQL as aware UTC (SQLite hands back naive values)."""
+    if moment is None:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def record_transition(session: Session, job_id: str, status: JobStatus, worker: str | None, attempt: int) -> None:
+    """Append one row to the job's status history (the caller commits)."""
+    session.add(JobStatusChange(job_id=job_id, status=status.value, worker=worker, attempt=attempt))
+
+
+def create_job(
+    session: Session, *, params: dict[str, Any], content_key: str, style_keys: list[str], queue: str
+) -> Job:
+    """Insert a queued job and its first history row; the caller commits, then enqueues."""
+    job = Job(
+        params=params,
+        content_key=content_key,
+        style_keys=style_keys,
+        queue=queue,
+        iterations=int(params["iterations"]),
+        status=JobStatus.QUEUED.value,
+        iteration=0,
+        attempts=0,
+        cancel_requested=False,
+    )
+    session.add(job)
+    session.flush()
+    record_transition(session, job.id, JobStatus.QUEUED, None, 0)
+    return job
+
+
+def request_cancel(session: Session, job: Job) -> Job:
+    """Cancel a job: a queued one at once, a running one by flag; finished ones are left alone."""
+    if job.status == JobStatus.QUEUED:
+        moved = session.execute(
+            update(Job)
+            .where(Job.id == job.id, Job.status == JobStatus.QUEUED.value)
+            .values(status=JobStatus.CANCELED.value, finished_at=utcnow(), cancel_requested=True)
+        ).rowcount
+        if moved:
+            record_transition(session, job.id, JobStatus.CANCELED, None, job.attempts)
+    elif job.status == JobStatus.RUNNING:
+        session.execute(update(Job).where(Job.id == job.id).values(cancel_requested=True))
+    session.commit()
+    session.refresh(job)
+    return job
+
+
+def claim_job(session: Session, job_id: str, owner: str, lease_seconds: float) -> bool:
+    """Atomically take a job that is queued, or running on an expired lease; True if taken."""
+    now = utcnow()
+    taken = session.execute(
+        update(Job)
+        .where(
+            Job.id == job_id,
+            Job.cancel_requested.is_(False),
+            or_(
+                Job.status == JobStatus.QUEUED.value,
+                and_(Job.status == JobStatus.RUNNING.value, Job.lease_expires_at < now),
+            ),
+        )
+        .values(
+            status=JobStatus.RUNNING.value,
+            lease_owner=owner,
+            lease_expires_at=now + timedelta(seconds=lease_seconds),
+            worker=owner,
+            attempts=Job.attempts + 1,
+            started_at=now,
+        )
+    ).rowcount
+    if taken:
+        attempts = session.execute(select(Job.attempts).where(Job.id == job_id)).scalar_one()
+        record_transition(session, job_id, JobStatus.RUNNING, owner, attempts)
+    session.commit()
+    return bool(taken)
+
+
+def owned_update(session: Session, job_id: str, owner: str, **values: Any) -> bool:
+    """Update a running job only while `owner` holds its lease; False means the lease is gone."""
+    changed = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.lease_owner == owner, Job.status == JobStatus.RUNNING.value)
+        .values(**values)
+    ).rowcount
+    session.commit()
+    return bool(changed)
+
+
+def renew_lease(session: Session, job_id: str, owner: str, lease_seconds: float) -> bool:
+    """Push the lease expiry forward; False if another worker owns the job now."""
+    return owned_update(session, job_id, owner, lease_expires_at=utcnow() + timedelta(seconds=lease_seconds))
+
+
+def finish_job(session: Session, job_id: str, owner: str, status: JobStatus, **values: Any) -> bool:
+    """Move a running job owned by `owner` to an end state, with its history row."""
+    assert status in FINISHED
+    changed = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.lease_owner == owner, Job.status == JobStatus.RUNNING.value)
+        .values(status=status.value, finished_at=utcnow(), lease_owner=None, lease_expires_at=None, **values)
+    ).rowcount
+    if changed:
+        attempts = session.execute(select(Job.attempts).where(Job.id == job_id)).scalar_one()
+        record_transition(session, job_id, status, owner, attempts)
+    session.commit()
+    return bool(changed)
+
+
+def add_snapshot(session: Session, job_id: str, iteration: int, key: str) -> None:
+    """Record a stored snapshot (idempotent: a resumed run may write the same iteration)."""
+    if session.get(JobSnapshot, (job_id, iteration)) is None:
+        session.add(JobSnapshot(job_id=job_id, iteration=iteration, key=key))
+    session.commit()
+
+
+def latest_snapshot(session: Session, job_id: str) -> JobSnapshot | None:
+    """The newest snapshot of a job: where a resumed run starts."""
+    return session.execute(
+        select(JobSnapshot).where(JobSnapshot.job_id == job_id).order_by(JobSnapshot.iteration.desc()).limit(1)
+    ).scalar_one_or_none()
