@@ -29,7 +29,7 @@ class StyleParams:
     # Loss weights. Both terms are normalised per layer (see losses.py), so α/β means the same
     # thing at any size and layer; a smaller content/style ratio gives more style.
     content_weight: float = 1.0
-    style_weight: float = 1e4
+    style_weight: float = 25.0
     tv_weight: float = 0.0
     content_layers: tuple[str, ...] = ("conv4_2",)
     style_layers: tuple[str, ...] = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")

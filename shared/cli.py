@@ -1,0 +1,90 @@
+"""The `impasto` command. Subcommands load lazily by module name, so the API's install needs
+no torch and this package never imports api or worker (it names them, as tasks are named)."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import subprocess
+import sys
+
+import click
+
+from shared.database import upgrade_database
+from shared.settings import get_settings
+
+# command name -> "module:attribute" of its click command
+LAZY_COMMANDS = {
+    "stylize": "worker.stylize_cli:stylize",
+    "worker": "worker.worker_cli:worker",
+    "up": "shared.stack:up",
+    "submit": "shared.client_cli:submit",
+    "status": "shared.client_cli:status",
+    "cancel": "shared.client_cli:cancel",
+    "demo": "shared.demo:demo",
+}
+
+
+class LazyGroup(click.Group):
+    """A click group whose subcommands are imported only when run (click's documented pattern)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        """Built-in and lazy command names, sorted."""
+        return sorted([*super().list_commands(ctx), *LAZY_COMMANDS])
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        """Import a lazy command on demand."""
+        if cmd_name in LAZY_COMMANDS:
+            module_name, attribute = LAZY_COMMANDS[cmd_name].split(":")
+            try:
+                module = importlib.import_module(module_name)
+            except ImportError as exc:
+                raise click.ClickException(
+                    f"`impasto {cmd_name}` needs the worker extra: pip install 'impasto[worker]' ({exc})"
+                ) from exc
+            command: click.Command = getattr(module, attribute)
+            return command
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=LazyGroup)
+def main() -> None:
+    """impasto: neural style transfer as a job queue."""
+
+
+@main.group()
+def db() -> None:
+    """Database schema commands."""
+
+
+@db.command("upgrade")
+def db_upgrade() -> None:
+    """Apply all migrations to IMPASTO_DATABASE_URL (default: the embedded SQLite file)."""
+    settings = get_settings()
+    upgrade_database(settings)
+    click.echo(f"database at head: {settings.resolved_database_url()}")
+
+
+@main.command()
+@click.option("--port", default=8000, show_default=True, help="port to listen on")
+@click.option("--host", default="127.0.0.1", show_default=True, help="address to bind")
+@click.option("--workers", default=2, show_default=True, help="gunicorn worker processes")
+def api(port: int, host: str, workers: int) -> None:
+    """Serve the HTTP API with gunicorn (production settings)."""
+    sys.exit(subprocess.call(gunicorn_command(host, port, workers), env=os.environ.copy()))
+
+
+def gunicorn_command(host: str, port: int, workers: int) -> list[str]:
+    """The gunicorn command line that serves api.wsgi:app."""
+    return [
+        sys.executable, "-m", "gunicorn", "api.wsgi:app",
+        "--bind", f"{host}:{port}",
+        "--workers", str(workers),
+        # Threads: requests are short DB reads and file streams; threads keep memory flat.
+        "--worker-class", "gthread", "--threads", "8",
+        "--graceful-timeout", "20", "--access-logfile", "-",
+    ]  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

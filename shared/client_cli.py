@@ -1,0 +1,101 @@
+"""`impasto submit | status | cancel`: client commands that talk to the API over HTTP."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+from tqdm import tqdm
+
+from shared.api_client import ApiClient, ApiError
+from shared.settings import get_settings
+
+url_option = click.option("--url", envvar="IMPASTO_URL", default=None, help="API base URL (IMPASTO_URL)")
+
+
+def client_for(url: str | None) -> ApiClient:
+    """A client for --url, IMPASTO_URL or the default local address."""
+    return ApiClient(url or get_settings().url)
+
+
+def parse_param(text: str) -> tuple[str, Any]:
+    """k=v with v parsed as JSON when it parses (numbers, lists, booleans), else a string."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise click.BadParameter(f"expected k=v, got {text!r}", param_hint="--param")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
+def follow(client: ApiClient, job: dict[str, Any]) -> dict[str, Any]:
+    """Show a progress bar until the job ends; returns the final job."""
+    with tqdm(total=job["params"]["iterations"], unit="it", desc=job["id"][:8]) as bar:
+
+        def update(current: dict[str, Any]) -> None:
+            progress = current["progress"]
+            bar.update(progress["iteration"] - bar.n)
+            loss = progress.get("loss") or {}
+            bar.set_postfix(status=current["status"], loss=f"{loss.get('total', 0):.3g}")
+
+        return client.wait(job["id"], update)
+
+
+def download_outputs(client: ApiClient, job: dict[str, Any], out: Path) -> list[Path]:
+    """Write the final image to `out` and the snapshots beside it; returns the paths."""
+    written = []
+    if job["outputs"]["final"]:
+        written.append(client.download(job["outputs"]["final"], out))
+    for snap in job["outputs"]["intermediates"]:
+        written.append(client.download(snap["url"], out.parent / f"{out.stem}-{snap['iteration']:06d}.png"))
+    return written
+
+
+@click.command()
+@click.argument("content", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("styles", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--param", "params", multiple=True, help="job parameter k=v, repeatable (e.g. size=256)")
+@click.option("--wait", is_flag=True, help="follow progress and download the result")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="where --wait saves it")
+@url_option
+def submit(content: Path, styles: tuple[Path, ...], params: tuple[str, ...], wait: bool, out: Path | None, url: str | None) -> None:
+    """Submit a job: CONTENT image, one or more STYLE images."""
+    client = client_for(url)
+    try:
+        job = client.submit(content, list(styles), dict(parse_param(p) for p in params) or None)
+        click.echo(job["id"])
+        if not wait:
+            return
+        job = follow(client, job)
+    except ApiError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if job["status"] != "succeeded":
+        raise click.ClickException(f"job {job['status']}: {job.get('error')}")
+    for path in download_outputs(client, job, out or Path(f"{job['id']}.png")):
+        click.echo(f"wrote {path}")
+
+
+@click.command()
+@click.argument("job_id")
+@url_option
+def status(job_id: str, url: str | None) -> None:
+    """Print a job as JSON."""
+    try:
+        click.echo(json.dumps(client_for(url).get(job_id), indent=2))
+    except ApiError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@click.command()
+@click.argument("job_id")
+@url_option
+def cancel(job_id: str, url: str | None) -> None:
+    """Cancel a queued or running job."""
+    try:
+        job = client_for(url).cancel(job_id)
+    except ApiError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"{job['id']}: {job['status']}{' (cancel requested)' if job.get('cancel_requested') else ''}")

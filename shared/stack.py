@@ -1,0 +1,108 @@
+"""`impasto up`: the API and one worker on one machine, with SQLite, local files, and the
+embedded filesystem broker, as child processes running the same code as production."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from shared.api_client import ApiClient
+from shared.cli import gunicorn_command
+from shared.database import upgrade_database
+from shared.settings import get_settings
+
+
+class EmbeddedStack:
+    """Starts and stops the API (gunicorn) and one worker as child processes."""
+
+    def __init__(self, data_dir: Path, port: int, env: dict[str, str] | None = None, quiet: bool = False) -> None:
+        self.data_dir = data_dir.resolve()
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.env = {**os.environ, **(env or {}), "IMPASTO_DATA_DIR": str(self.data_dir), "IMPASTO_URL": self.url}
+        self.quiet = quiet
+        self.processes: list[subprocess.Popen[bytes]] = []
+
+    def start(self, ready_timeout: float = 60.0) -> EmbeddedStack:
+        """Migrate the database, start both processes, wait until the API is ready."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        settings = get_settings(data_dir=self.data_dir, database_url=self.env.get("IMPASTO_DATABASE_URL"))
+        upgrade_database(settings)
+        output = subprocess.DEVNULL if self.quiet else None
+        log_dir = self.data_dir / "logs"
+        log_dir.mkdir(exist_ok=True)
+        worker_log = open(log_dir / "worker.log", "ab")  # noqa: SIM115 (kept open for the child's life)
+        api_log = open(log_dir / "api.log", "ab")  # noqa: SIM115
+        self.processes.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "shared.cli", "worker", "--name", "embedded@localhost"],
+                env=self.env, stdout=worker_log if self.quiet else output, stderr=subprocess.STDOUT,
+            )
+        )  # fmt: skip
+        self.processes.append(
+            subprocess.Popen(
+                gunicorn_command("127.0.0.1", self.port, 1), env=self.env,
+                stdout=api_log if self.quiet else output, stderr=subprocess.STDOUT,
+            )
+        )  # fmt: skip
+        client = ApiClient(self.url)
+        deadline = time.monotonic() + ready_timeout
+        while not client.ready():
+            self.check_alive()
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"the API did not become ready on {self.url} within {ready_timeout} s")
+            time.sleep(0.2)
+        return self
+
+    def check_alive(self) -> None:
+        """Raise if a child process has exited."""
+        for process in self.processes:
+            if process.poll() is not None:
+                self.stop()
+                raise RuntimeError(f"{process.args[2:4]} exited with code {process.returncode}; see {self.data_dir}/logs")
+
+    def stop(self, timeout: float = 20.0) -> None:
+        """SIGTERM both children, then SIGKILL whatever is left after `timeout`."""
+        for process in self.processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for process in self.processes:
+            try:
+                process.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        self.processes.clear()
+
+    def __enter__(self) -> EmbeddedStack:
+        return self.start()
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
+
+
+@click.command()
+@click.option("--port", default=8000, show_default=True)
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None, help="default: IMPASTO_DATA_DIR")
+def up(port: int, data_dir: Path | None) -> None:
+    """Run the API and one worker on this machine until Ctrl-C."""
+    stack = EmbeddedStack(data_dir or get_settings().data_dir, port)
+    stack.start()
+    click.echo(f"impasto is up at {stack.url} (data in {stack.data_dir}); Ctrl-C stops it")
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    try:
+        while True:
+            stack.check_alive()
+            time.sleep(1)
+    except KeyboardInterrupt:
+        click.echo("stopping")
+    finally:
+        stack.stop()

@@ -1,0 +1,26 @@
+"""The same job through `impasto up`'s embedded stack: SQLite, filesystem broker, local files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from shared.stack import EmbeddedStack
+from tests.e2e.conftest import free_port
+from tests.e2e.test_pipeline import SMALL_JOB, check_finished_job, history, poll, submit
+
+
+def test_job_runs_through_the_embedded_stack(tmp_path: Path, samples: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """`impasto up` needs nothing running, and goes through the same task, SQL and storage code."""
+    for name in ("IMPASTO_DATABASE_URL", "IMPASTO_BROKER_URL", "IMPASTO_STORAGE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("IMPASTO_PROGRESS_INTERVAL_S", "0.2")
+    monkeypatch.setenv("IMPASTO_DEVICE", "cpu")
+    with EmbeddedStack(tmp_path / "data", free_port(), quiet=True) as stack:
+        job = submit(stack.url, samples, SMALL_JOB)
+        final, iterations = poll(stack.url, job["id"], ("succeeded", "failed", "canceled"))
+        assert final["status"] == "succeeded", final
+        assert iterations == sorted(iterations)
+        check_finished_job(stack.url, final, samples)
+    database = f"sqlite:///{tmp_path / 'data' / 'impasto.sqlite3'}"
+    assert history(database, job["id"]) == ["queued", "running", "succeeded"]
+    assert (tmp_path / "data" / "storage" / "jobs" / job["id"] / "final.png").is_file()

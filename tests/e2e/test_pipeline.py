@@ -1,0 +1,112 @@
+"""The whole pipeline with real processes: HTTP -> Redis -> Celery worker -> PostgreSQL and storage."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import requests
+from PIL import Image, ImageChops, ImageStat
+from sqlalchemy import create_engine, text
+
+from tests.e2e.conftest import Processes
+
+SMALL_JOB = {"size": 64, "iterations": 20, "snapshot_every": 5}
+
+
+def submit(url: str, samples: Path, params: dict[str, Any]) -> dict[str, Any]:
+    """POST a job with the bundled cat and Starry Night."""
+    files = [
+        ("content", ("chelsea.jpg", (samples / "chelsea.jpg").read_bytes(), "image/jpeg")),
+        ("style", ("starry_night.jpg", (samples / "starry_night.jpg").read_bytes(), "image/jpeg")),
+    ]
+    response = requests.post(f"{url}/v1/jobs", files=files, data={"params": json.dumps(params)}, timeout=30)
+    assert response.status_code == 202, response.text
+    assert response.headers["Location"].endswith(f"/v1/jobs/{response.json()['id']}")
+    return response.json()  # type: ignore[no-any-return]
+
+
+def poll(url: str, job_id: str, until: tuple[str, ...], timeout: float = 120) -> tuple[dict[str, Any], list[int]]:
+    """Poll a job until its status is in `until`; returns it and every iteration seen."""
+    seen: list[int] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = requests.get(f"{url}/v1/jobs/{job_id}", timeout=10).json()
+        seen.append(job["progress"]["iteration"])
+        if job["status"] in until:
+            return job, seen
+        time.sleep(0.05)
+    raise TimeoutError(f"job {job_id} not {until} after {timeout} s: {job}")
+
+
+def history(database_url: str, job_id: str) -> list[str]:
+    """The job's status history from SQL, oldest first."""
+    engine = create_engine(database_url)
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text("SELECT status FROM job_status_history WHERE job_id = :id ORDER BY id"), {"id": job_id}
+        ).all()
+    engine.dispose()
+    return [r[0] for r in rows]
+
+
+def check_finished_job(url: str, job: dict[str, Any], samples: Path) -> None:
+    """Snapshots at every 5th iteration, and a final PNG that is not the content."""
+    assert [s["iteration"] for s in job["outputs"]["intermediates"]] == [5, 10, 15, 20]
+    for snap in job["outputs"]["intermediates"]:
+        response = requests.get(snap["url"], timeout=10)
+        assert response.status_code == 200 and response.headers["Content-Type"] == "image/png"
+        Image.open(io.BytesIO(response.content)).verify()
+    response = requests.get(job["outputs"]["final"], timeout=10)
+    assert response.status_code == 200
+    final = Image.open(io.BytesIO(response.content)).convert("RGB")
+    assert max(final.size) == 64
+    content = Image.open(samples / "chelsea.jpg").convert("RGB").resize(final.size)
+    mean_difference = sum(ImageStat.Stat(ImageChops.difference(final, content)).mean) / 3
+    assert mean_difference > 5, "the output is (nearly) the content image"
+
+
+def test_job_runs_through_redis_worker_and_postgres(
+    production_stack: tuple[str, Processes], samples: Path, postgres_url: str
+) -> None:
+    """Submit over HTTP, poll to succeeded; history, progress, snapshots and output are right."""
+    url, processes = production_stack
+    job = submit(url, samples, SMALL_JOB)
+    assert job["status"] == "queued"
+    final, iterations = poll(url, job["id"], ("succeeded", "failed", "canceled"))
+    assert final["status"] == "succeeded", (final, processes.log("worker")[-3000:])
+    assert iterations == sorted(iterations), "progress went backwards"
+    assert final["progress"]["iteration"] == 20 and final["progress"]["percent"] == 100.0
+    assert history(postgres_url, job["id"]) == ["queued", "running", "succeeded"]
+    assert final["worker"] == "e2e@localhost" and final["metrics"]["device"] == "cpu"
+    assert final["metrics"]["run_seconds"] > 0 and final["metrics"]["queue_seconds"] >= 0
+    check_finished_job(url, final, samples)
+
+
+def test_cancel_running_and_queued_jobs(
+    production_stack: tuple[str, Processes], samples: Path, postgres_url: str
+) -> None:
+    """A running job is canceled within 2 s and keeps its snapshots; a queued one never starts."""
+    url, _ = production_stack
+    running = submit(url, samples, {"size": 64, "iterations": 3000, "snapshot_every": 5})
+    waiting = submit(url, samples, {"size": 64, "iterations": 20})
+    deadline = time.monotonic() + 60
+    while requests.get(f"{url}/v1/jobs/{running['id']}", timeout=10).json()["progress"]["iteration"] < 6:
+        assert time.monotonic() < deadline, "the long job never started"
+        time.sleep(0.1)
+    canceled = requests.post(f"{url}/v1/jobs/{waiting['id']}/cancel", timeout=10).json()
+    assert canceled["status"] == "canceled"
+    asked = time.monotonic()
+    response = requests.post(f"{url}/v1/jobs/{running['id']}/cancel", timeout=10)
+    assert response.status_code == 200
+    job, _ = poll(url, running["id"], ("canceled", "succeeded", "failed"), timeout=10)
+    assert job["status"] == "canceled"
+    assert time.monotonic() - asked <= 2.0, "cancel took longer than 2 s"
+    assert job["outputs"]["intermediates"], "a canceled job keeps its snapshots"
+    # Let the worker take the canceled message off the queue, then check it never ran.
+    time.sleep(1.5)
+    assert history(postgres_url, waiting["id"]) == ["queued", "canceled"]
+    assert requests.get(f"{url}/v1/jobs/{waiting['id']}", timeout=10).json()["status"] == "canceled"

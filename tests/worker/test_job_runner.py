@@ -1,0 +1,130 @@
+"""run_transfer against a real database and storage: claims, resume, failures, lost leases."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import timedelta
+from pathlib import Path
+
+from PIL import Image
+from sqlalchemy import update
+
+from shared.jobs import add_snapshot, claim_job
+from shared.models import Job, utcnow
+from shared.storage import snapshot_key
+from tests.worker.conftest import make_job
+from worker.context import WorkerContext
+from worker.job_callbacks import png_bytes
+from worker.job_runner import run_transfer
+
+
+def load(ctx: WorkerContext, job_id: str) -> Job:
+    """The job row with its history and snapshots loaded."""
+    with ctx.sessions() as session:
+        job = session.get(Job, job_id)
+        assert job is not None
+        _ = list(job.history), list(job.snapshots)
+        return job
+
+
+def expire_lease(ctx: WorkerContext, job_id: str) -> None:
+    """Make the current lease look abandoned (its worker died)."""
+    with ctx.sessions() as session:
+        session.execute(update(Job).where(Job.id == job_id).values(lease_expires_at=utcnow() - timedelta(seconds=1)))
+        session.commit()
+
+
+def test_runs_to_success_with_snapshots_and_metrics(ctx: WorkerContext, samples: Path) -> None:
+    """A queued job ends succeeded, with its output, snapshots, losses and history."""
+    job_id = make_job(ctx, samples)
+    assert run_transfer(ctx, job_id, "w1", "w1/a") == "succeeded"
+    job = load(ctx, job_id)
+    assert job.status == "succeeded" and job.iteration == 12 and job.attempts == 1
+    assert [h.status for h in job.history] == ["queued", "running", "succeeded"]
+    assert [s.iteration for s in job.snapshots] == [4, 8, 12]
+    assert job.output_key and ctx.storage.exists(job.output_key)
+    assert job.losses and job.losses["total"] > 0 and job.iterations_per_second and job.run_seconds
+    assert job.lease_owner is None and job.worker == "w1" and job.device == "cpu"
+
+
+def test_duplicate_delivery_is_dropped(ctx: WorkerContext, samples: Path) -> None:
+    """The same message twice: the second finds the job finished and runs nothing."""
+    job_id = make_job(ctx, samples)
+    assert run_transfer(ctx, job_id, "w1", "w1/a") == "succeeded"
+    assert run_transfer(ctx, job_id, "w2", "w2/b") == "dropped"
+    assert [h.status for h in load(ctx, job_id).history] == ["queued", "running", "succeeded"]
+
+
+def test_a_live_lease_cannot_be_claimed(ctx: WorkerContext, samples: Path) -> None:
+    """While one worker holds the lease, another's claim fails; after expiry it succeeds."""
+    job_id = make_job(ctx, samples)
+    with ctx.sessions() as session:
+        assert claim_job(session, job_id, "w1/a", 30)
+        assert not claim_job(session, job_id, "w2/b", 30)
+    expire_lease(ctx, job_id)
+    with ctx.sessions() as session:
+        assert claim_job(session, job_id, "w2/b", 30)
+    assert load(ctx, job_id).attempts == 2
+
+
+def test_takeover_resumes_from_the_last_checkpoint(ctx: WorkerContext, samples: Path) -> None:
+    """A job whose worker died after a snapshot at 8 resumes there and runs only 4 more iterations."""
+    job_id = make_job(ctx, samples)
+    with ctx.sessions() as session:
+        assert claim_job(session, job_id, "dead/a", 30)
+    checkpoint = Image.open(samples / "chelsea.jpg").convert("RGB").resize((48, 36))
+    ctx.storage.put(snapshot_key(job_id, 8), png_bytes(checkpoint))
+    with ctx.sessions() as session:
+        add_snapshot(session, job_id, 8, snapshot_key(job_id, 8))
+    expire_lease(ctx, job_id)
+    assert run_transfer(ctx, job_id, "w2", "w2/b") == "succeeded"
+    job = load(ctx, job_id)
+    assert job.attempts == 2 and job.iteration == 12
+    assert job.iterations_per_second is not None and job.run_seconds is not None
+    assert round(job.iterations_per_second * job.run_seconds) == 4, "ran more than requested minus checkpoint"
+    assert [h.status for h in job.history] == ["queued", "running", "running", "succeeded"]
+
+
+def test_attempts_cap_fails_with_worker_lost(ctx: WorkerContext, samples: Path) -> None:
+    """A job whose workers keep dying ends failed / worker_lost once attempts pass the cap."""
+    job_id = make_job(ctx, samples)
+    for attempt in range(ctx.settings.max_attempts):
+        with ctx.sessions() as session:
+            assert claim_job(session, job_id, f"dead/{attempt}", 30)
+        expire_lease(ctx, job_id)
+    assert run_transfer(ctx, job_id, "w9", "w9/z") == "failed"
+    job = load(ctx, job_id)
+    assert job.status == "failed" and job.error_code == "worker_lost"
+
+
+def test_engine_error_becomes_failed_with_a_code(ctx: WorkerContext, samples: Path) -> None:
+    """Params the engine refuses (a row written around the API) end failed / invalid_job."""
+    job_id = make_job(ctx, samples)
+    with ctx.sessions() as session:
+        job = session.get(Job, job_id)
+        assert job is not None
+        job.params = {**job.params, "content_layers": ["conv9_9"]}
+        session.commit()
+    assert run_transfer(ctx, job_id, "w1", "w1/a") == "failed"
+    job = load(ctx, job_id)
+    assert job.error_code == "invalid_job" and "conv9_9" in (job.error_message or "")
+
+
+def test_a_worker_that_loses_its_lease_stops_without_writing(ctx: WorkerContext, samples: Path) -> None:
+    """When another owner takes the job mid-run, the first stops and leaves the row alone."""
+    job_id = make_job(ctx, samples, iterations=5000, snapshot_every=0)
+    outcome: list[str] = []
+    thread = threading.Thread(target=lambda: outcome.append(run_transfer(ctx, job_id, "w1", "w1/a")))
+    thread.start()
+    deadline = time.monotonic() + 60
+    while load(ctx, job_id).iteration < 2:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    with ctx.sessions() as session:
+        session.execute(update(Job).where(Job.id == job_id).values(lease_owner="thief/x"))
+        session.commit()
+    thread.join(timeout=30)
+    assert outcome == ["lease_lost"]
+    job = load(ctx, job_id)
+    assert job.status == "running" and job.lease_owner == "thief/x" and job.output_key is None

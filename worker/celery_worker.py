@@ -1,0 +1,7 @@
+"""What `celery -A worker.celery_worker` points at: the app from settings, with the task loaded."""
+
+from shared.celery_app import make_celery
+from shared.settings import get_settings
+from worker import transfer_task  # noqa: F401  (registers impasto.transfer)
+
+app = make_celery(get_settings())

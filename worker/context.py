@@ -1,0 +1,46 @@
+"""What a worker process holds for its jobs: settings, SQL sessions, storage, device; built once."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import torch
+from sqlalchemy.orm import Session, sessionmaker
+
+from shared.database import make_engine, make_sessionmaker
+from shared.settings import Settings, get_settings
+from shared.storage import Storage, make_storage
+
+
+@dataclass(frozen=True)
+class WorkerContext:
+    """Per-process resources of a worker."""
+
+    settings: Settings
+    sessions: sessionmaker[Session]
+    storage: Storage
+    device: str
+
+
+def resolve_device(setting: str) -> str:
+    """'auto' means the first CUDA device when there is one, else the CPU."""
+    if setting == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return setting
+
+
+def build_context(settings: Settings) -> WorkerContext:
+    """A context for these settings."""
+    return WorkerContext(
+        settings=settings,
+        sessions=make_sessionmaker(make_engine(settings)),
+        storage=make_storage(settings.resolved_storage_url()),
+        device=resolve_device(settings.device),
+    )
+
+
+@functools.cache
+def worker_context() -> WorkerContext:
+    """This process's context, from the environment, built on first use (after any fork)."""
+    return build_context(get_settings())

@@ -1,0 +1,119 @@
+"""Engine callbacks for a queued job: throttled progress to SQL, snapshots to storage, stop checks."""
+
+from __future__ import annotations
+
+import io
+import logging
+import threading
+import time
+
+from PIL import Image
+from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
+
+from shared.jobs import add_snapshot, owned_update
+from shared.models import Job
+from shared.status import JobStatus
+from shared.storage import snapshot_key
+from worker.context import WorkerContext
+from worker.engine import Callbacks, Losses
+
+log = logging.getLogger(__name__)
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    """Encode an image as PNG."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+class JobCallbacks(Callbacks):
+    """Reports one job's run to SQL and storage, and tells the engine when to stop."""
+
+    def __init__(
+        self,
+        ctx: WorkerContext,
+        job_id: str,
+        owner: str,
+        iterations: int,
+        start_iteration: int,
+        lease_lost: threading.Event,
+    ) -> None:
+        self.ctx = ctx
+        self.job_id = job_id
+        self.owner = owner
+        self.iterations = iterations
+        self.start_iteration = start_iteration
+        self.lease_lost = lease_lost
+        self.cancel_requested = False
+        self.started = time.monotonic()
+        self._last_write = 0.0
+        self._last_check = 0.0
+        self.latest: tuple[int, Losses] | None = None
+
+    def eta_seconds(self, iteration: int) -> float | None:
+        """Seconds left at the pace of this run so far."""
+        done = iteration - self.start_iteration
+        if done <= 0:
+            return None
+        rate = done / (time.monotonic() - self.started)
+        return (self.iterations - iteration) / rate
+
+    def on_progress(self, iteration: int, losses: Losses) -> None:
+        """Keep the latest progress; write it to SQL at most once per progress interval."""
+        self.latest = (iteration, losses)
+        if time.monotonic() - self._last_write >= self.ctx.settings.progress_interval_s:
+            self.write_progress()
+
+    def write_progress(self) -> None:
+        """Write the latest progress (a database error is logged; the next write catches up)."""
+        if self.latest is None:
+            return
+        iteration, losses = self.latest
+        try:
+            with self.ctx.sessions() as session:
+                still_owner = owned_update(
+                    session,
+                    self.job_id,
+                    self.owner,
+                    iteration=iteration,
+                    losses=losses.as_dict(),
+                    eta_seconds=self.eta_seconds(iteration),
+                )
+            if not still_owner:
+                self.lease_lost.set()
+            self._last_write = time.monotonic()
+        except SQLAlchemyError as exc:
+            log.warning("job %s: progress write failed (%s); will retry", self.job_id, exc)
+
+    def on_snapshot(self, iteration: int, image: Image.Image) -> None:
+        """Store the snapshot (it is also the checkpoint), list it on the job, write progress."""
+        key = snapshot_key(self.job_id, iteration)
+        self.ctx.storage.put(key, png_bytes(image))
+        try:
+            with self.ctx.sessions() as session:
+                add_snapshot(session, self.job_id, iteration, key)
+        except SQLAlchemyError as exc:
+            log.warning("job %s: snapshot %d not recorded (%s)", self.job_id, iteration, exc)
+        self.write_progress()
+
+    def should_stop(self) -> bool:
+        """Stop on a lost lease at once; look for a cancel request every cancel_poll_s."""
+        if self.lease_lost.is_set():
+            return True
+        now = time.monotonic()
+        if now - self._last_check >= self.ctx.settings.cancel_poll_s:
+            self._last_check = now
+            try:
+                with self.ctx.sessions() as session:
+                    row = session.execute(
+                        select(Job.cancel_requested, Job.lease_owner, Job.status).where(Job.id == self.job_id)
+                    ).one_or_none()
+            except SQLAlchemyError:
+                return False
+            if row is None or row.lease_owner != self.owner or row.status != JobStatus.RUNNING.value:
+                self.lease_lost.set()
+                return True
+            self.cancel_requested = bool(row.cancel_requested)
+        return self.cancel_requested

@@ -1,0 +1,106 @@
+"""Run one claimed job: load its images, resume from its checkpoint, run the engine, record the end."""
+
+from __future__ import annotations
+
+import io
+import logging
+import time
+from typing import Any
+
+import torch
+from PIL import Image
+
+from shared.jobs import as_utc, claim_job, finish_job, latest_snapshot
+from shared.models import Job
+from shared.status import JobStatus
+from shared.storage import output_key
+from worker.context import WorkerContext
+from worker.engine import EngineError, Resume, StyleParams, stylize
+from worker.job_callbacks import JobCallbacks, png_bytes
+from worker.lease_heartbeat import LeaseHeartbeat
+
+log = logging.getLogger(__name__)
+
+
+def engine_params(params: dict[str, Any]) -> StyleParams:
+    """The engine's parameters for a job's stored params (JSON lists become tuples)."""
+    return StyleParams(**{k: tuple(v) if isinstance(v, list) else v for k, v in params.items()})
+
+
+def _image(ctx: WorkerContext, key: str) -> Image.Image:
+    return Image.open(io.BytesIO(ctx.storage.get(key)))
+
+
+def run_transfer(ctx: WorkerContext, job_id: str, worker_name: str, owner: str) -> str:
+    """Claim and run a job; returns what happened ('dropped', or the job's end status)."""
+    with ctx.sessions() as session:
+        if not claim_job(session, job_id, owner, ctx.settings.lease_seconds):
+            log.info("job %s: not claimable (finished, canceled or leased elsewhere); message dropped", job_id)
+            return "dropped"
+        job = session.get(Job, job_id)
+        assert job is not None
+        if job.attempts > ctx.settings.max_attempts:
+            finish_job(
+                session, job_id, owner, JobStatus.FAILED, error_code="worker_lost",
+                error_message=f"the job's worker died {job.attempts - 1} times; giving up",
+            )  # fmt: skip
+            return JobStatus.FAILED.value
+        session.query(Job).filter(Job.id == job_id).update({"worker": worker_name, "device": ctx.device})
+        if job.queue_seconds is None:
+            queued = (as_utc(job.started_at) - as_utc(job.created_at)).total_seconds()  # type: ignore[operator]
+            session.query(Job).filter(Job.id == job_id).update({"queue_seconds": queued})
+        session.commit()
+        snapshot = latest_snapshot(session, job_id)
+        params, content_key, style_keys = job.params, job.content_key, list(job.style_keys)
+    started = time.monotonic()
+    with LeaseHeartbeat(ctx.sessions, job_id, owner, ctx.settings.lease_seconds) as heartbeat:
+        try:
+            style_params = engine_params(params)
+            resume = Resume(image=_image(ctx, snapshot.key), iteration=snapshot.iteration) if snapshot else None
+            if resume is not None and resume.iteration >= style_params.iterations:
+                resume = Resume(image=resume.image, iteration=style_params.iterations - 1)
+            start = resume.iteration if resume else 0
+            callbacks = JobCallbacks(ctx, job_id, owner, style_params.iterations, start, heartbeat.lost)
+            result = stylize(
+                _image(ctx, content_key),
+                [_image(ctx, k) for k in style_keys],
+                style_params,
+                callbacks,
+                device=ctx.device,
+                weights=ctx.settings.weights,
+                resume=resume,
+            )
+        except EngineError as exc:
+            return _fail(ctx, job_id, owner, "invalid_job", str(exc))
+        except torch.cuda.OutOfMemoryError:
+            return _fail(ctx, job_id, owner, "out_of_memory", "the GPU ran out of memory; lower `size` or use fewer scales")
+        except Exception as exc:  # any other failure must end as `failed`, never vanish
+            log.exception("job %s failed", job_id)
+            return _fail(ctx, job_id, owner, "engine_error", f"{type(exc).__name__}: {exc}")
+    if heartbeat.lost.is_set():
+        log.warning("job %s: lease lost; leaving it to its new owner", job_id)
+        return "lease_lost"
+    run_seconds = time.monotonic() - started
+    metrics = {
+        "run_seconds": run_seconds,
+        "iterations_per_second": (result.iterations - start) / run_seconds if run_seconds > 0 else None,
+        "iteration": result.iterations,
+        "losses": result.losses.as_dict() if result.losses else None,
+        "eta_seconds": 0.0,
+    }
+    callbacks.write_progress()
+    with ctx.sessions() as session:
+        if result.stopped and callbacks.cancel_requested:
+            finish_job(session, job_id, owner, JobStatus.CANCELED, **metrics)
+            return JobStatus.CANCELED.value
+        ctx.storage.put(output_key(job_id), png_bytes(result.image))
+        finish_job(session, job_id, owner, JobStatus.SUCCEEDED, output_key=output_key(job_id), **metrics)
+    return JobStatus.SUCCEEDED.value
+
+
+def _fail(ctx: WorkerContext, job_id: str, owner: str, code: str, message: str) -> str:
+    with ctx.sessions() as session:
+        finish_job(session, job_id, owner, JobStatus.FAILED, error_code=code, error_message=message)
+    return JobStatus.FAILED.value
+
+

@@ -1,0 +1,22 @@
+"""The Celery task `impasto.transfer(job_id)`: takes ids, never ORM objects."""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+from celery import Task, shared_task
+
+from shared.task_names import TRANSFER_TASK
+from worker.context import worker_context
+from worker.job_runner import run_transfer
+
+
+@shared_task(name=TRANSFER_TASK, bind=True, ignore_result=True)
+def transfer(self: Task, job_id: str) -> str:
+    """Claim the job and run it to an end state (or drop a duplicate delivery)."""
+    ctx = worker_context()
+    worker_name = ctx.settings.worker_name or self.request.hostname or "worker"
+    # The lease owner is unique per run, so a restarted worker with the same name is a new owner.
+    owner = f"{worker_name}/{os.getpid()}/{uuid.uuid4().hex[:8]}"
+    return run_transfer(ctx, job_id, worker_name, owner)
