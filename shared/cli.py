@@ -22,6 +22,7 @@ LAZY_COMMANDS = {
     "status": "shared.client_cli:status",
     "cancel": "shared.client_cli:cancel",
     "demo": "shared.demo:demo",
+    "reconcile": "shared.reconcile:reconcile",
 }
 
 

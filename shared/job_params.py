@@ -41,7 +41,7 @@ class JobParams(BaseModel):
     size: int = Field(512, ge=16, le=MAX_JOB_SIZE, description="long side of the output, px")
     style_scale: float = Field(1.0, gt=0.05, le=4.0, description="style image size relative to the content")
     content_weight: Weight = Field(1.0, ge=0, le=MAX_WEIGHT, description="α, relative content loss weight")
-    style_weight: Weight = Field(1e4, ge=0, le=MAX_WEIGHT, description="β, relative style loss weight")
+    style_weight: Weight = Field(25.0, ge=0, le=MAX_WEIGHT, description="β, relative style loss weight")
     tv_weight: Weight = Field(0.0, ge=0, le=MAX_WEIGHT, description="total-variation weight")
     content_layers: tuple[Layer, ...] = Field(("conv4_2",), min_length=1, max_length=16)
     style_layers: tuple[Layer, ...] = Field(

@@ -122,6 +122,20 @@ def finish_job(session: Session, job_id: str, owner: str, status: JobStatus, **v
     return bool(changed)
 
 
+def hand_back(session: Session, job_id: str, owner: str) -> bool:
+    """Return a running job to the queue (graceful shutdown): lease cleared, history row added."""
+    changed = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.lease_owner == owner, Job.status == JobStatus.RUNNING.value)
+        .values(status=JobStatus.QUEUED.value, lease_owner=None, lease_expires_at=None, enqueued_at=None)
+    ).rowcount
+    if changed:
+        attempts = session.execute(select(Job.attempts).where(Job.id == job_id)).scalar_one()
+        record_transition(session, job_id, JobStatus.QUEUED, owner, attempts)
+    session.commit()
+    return bool(changed)
+
+
 def add_snapshot(session: Session, job_id: str, iteration: int, key: str) -> None:
     """Record a stored snapshot (idempotent: a resumed run may write the same iteration)."""
     if session.get(JobSnapshot, (job_id, iteration)) is None:

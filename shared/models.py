@@ -30,7 +30,10 @@ class Job(Base):
     """One style-transfer job: what was asked, where it stands, and what it produced."""
 
     __tablename__ = "jobs"
-    __table_args__ = (Index("ix_jobs_status_created", "status", "created_at"),)
+    __table_args__ = (
+        Index("ix_jobs_status_created", "status", "created_at"),
+        Index("ix_jobs_status_enqueued", "status", "enqueued_at"),
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_job_id)
     status: Mapped[str] = mapped_column(String(16), default=JobStatus.QUEUED.value)
@@ -41,6 +44,9 @@ class Job(Base):
     content_key: Mapped[str] = mapped_column(String(255))
     style_keys: Mapped[list[str]] = mapped_column(JSON)
     queue: Mapped[str] = mapped_column(String(64))
+    # When a message for this job was last handed to the broker; the reconciler re-sends
+    # queued jobs whose message is older than its grace period (lost to a flushed Redis).
+    enqueued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     # Progress, written by the worker (throttled).
     iteration: Mapped[int] = mapped_column(Integer, default=0)

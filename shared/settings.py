@@ -34,10 +34,23 @@ class Settings(BaseSettings):
     progress_interval_s: float = Field(default=1.0, description="least time between progress writes to SQL")
     cancel_poll_s: float = Field(default=0.5, description="how often a running job checks for a cancel request")
     lease_seconds: float = Field(default=60.0, description="a worker that stops renewing loses its job after this")
+    db_retry_s: float = Field(default=300.0, description="how long a worker retries a final write while SQL is down")
     max_attempts: int = Field(default=3, description="takeovers after which a job that kills workers fails")
     device: str = Field(default="auto", description="torch device for the worker: auto, cpu, cuda, cuda:N")
     weights: str = Field(default="original", description="VGG19 weights: original, torchvision or a file path")
     worker_name: str | None = Field(default=None, description="name recorded on jobs; default: Celery's node name")
+
+    # Reconciler
+    reconcile_interval_s: float = Field(default=10.0, description="time between reconciler passes")
+    enqueue_grace_s: float = Field(default=10.0, description="a new job's message may take this long to appear")
+    requeue_after_s: float = Field(
+        default=600.0,
+        description="re-send a still-queued job's message after this; a shorter value recovers a flushed "
+        "broker sooner but adds (harmless, dropped) duplicates for jobs that are merely waiting",
+    )
+    shutdown_timeout_s: float = Field(
+        default=60.0, description="SIGTERM to exit bound for a worker; deploy grace periods must exceed it"
+    )
 
     # Celery
     visibility_timeout_s: int = Field(

@@ -2,6 +2,6 @@
 
 from shared.celery_app import make_celery
 from shared.settings import get_settings
-from worker import transfer_task  # noqa: F401  (registers impasto.transfer)
+from worker import shutdown, transfer_task  # noqa: F401  (registers the task and the SIGTERM hook)
 
 app = make_celery(get_settings())

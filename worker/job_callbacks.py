@@ -17,6 +17,7 @@ from shared.status import JobStatus
 from shared.storage import snapshot_key
 from worker.context import WorkerContext
 from worker.engine import Callbacks, Losses
+from worker.shutdown import shutdown_requested
 
 log = logging.getLogger(__name__)
 
@@ -99,8 +100,8 @@ class JobCallbacks(Callbacks):
         self.write_progress()
 
     def should_stop(self) -> bool:
-        """Stop on a lost lease at once; look for a cancel request every cancel_poll_s."""
-        if self.lease_lost.is_set():
+        """Stop on a lost lease or a shutdown at once; look for a cancel request every cancel_poll_s."""
+        if self.lease_lost.is_set() or shutdown_requested.is_set():
             return True
         now = time.monotonic()
         if now - self._last_check >= self.ctx.settings.cancel_poll_s:

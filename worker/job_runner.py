@@ -5,12 +5,15 @@ from __future__ import annotations
 import io
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import torch
 from PIL import Image
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
 
-from shared.jobs import as_utc, claim_job, finish_job, latest_snapshot
+from shared.jobs import as_utc, claim_job, finish_job, hand_back, latest_snapshot
 from shared.models import Job
 from shared.status import JobStatus
 from shared.storage import output_key
@@ -31,7 +34,9 @@ def _image(ctx: WorkerContext, key: str) -> Image.Image:
     return Image.open(io.BytesIO(ctx.storage.get(key)))
 
 
-def run_transfer(ctx: WorkerContext, job_id: str, worker_name: str, owner: str) -> str:
+def run_transfer(
+    ctx: WorkerContext, job_id: str, worker_name: str, owner: str, requeue: Callable[[str], object] | None = None
+) -> str:
     """Claim and run a job; returns what happened ('dropped', or the job's end status)."""
     with ctx.sessions() as session:
         if not claim_job(session, job_id, owner, ctx.settings.lease_seconds):
@@ -88,19 +93,44 @@ def run_transfer(ctx: WorkerContext, job_id: str, worker_name: str, owner: str) 
         "losses": result.losses.as_dict() if result.losses else None,
         "eta_seconds": 0.0,
     }
-    callbacks.write_progress()
-    with ctx.sessions() as session:
-        if result.stopped and callbacks.cancel_requested:
-            finish_job(session, job_id, owner, JobStatus.CANCELED, **metrics)
-            return JobStatus.CANCELED.value
-        ctx.storage.put(output_key(job_id), png_bytes(result.image))
-        finish_job(session, job_id, owner, JobStatus.SUCCEEDED, output_key=output_key(job_id), **metrics)
+    if result.stopped and callbacks.cancel_requested:
+        with_db_retry(ctx, lambda s: finish_job(s, job_id, owner, JobStatus.CANCELED, **metrics))
+        return JobStatus.CANCELED.value
+    if result.stopped:  # shutdown: checkpoint where we are, give the job back, let another worker go on
+        if result.iterations > start:
+            callbacks.on_snapshot(result.iterations, result.image)
+        with_db_retry(ctx, lambda s: hand_back(s, job_id, owner))
+        if requeue is not None:
+            requeue(job_id)
+        log.info("job %s: handed back at iteration %d for shutdown", job_id, result.iterations)
+        return "handed_back"
+    ctx.storage.put(output_key(job_id), png_bytes(result.image))
+    with_db_retry(
+        ctx, lambda s: finish_job(s, job_id, owner, JobStatus.SUCCEEDED, output_key=output_key(job_id), **metrics)
+    )
     return JobStatus.SUCCEEDED.value
 
 
+def with_db_retry(ctx: WorkerContext, write: Callable[[Session], bool]) -> bool:
+    """Run a write in a fresh session, retrying while the database is unreachable.
+
+    A finished job's result is in storage already; losing the write to a database restart would
+    waste the whole run, so the worker waits for the database (up to db_retry_s) instead.
+    """
+    deadline = time.monotonic() + ctx.settings.db_retry_s
+    while True:
+        try:
+            with ctx.sessions() as session:
+                return write(session)
+        except OperationalError as exc:
+            if time.monotonic() > deadline:
+                raise
+            log.warning("database unavailable (%s); retrying the write", exc.orig)
+            time.sleep(1.0)
+
+
 def _fail(ctx: WorkerContext, job_id: str, owner: str, code: str, message: str) -> str:
-    with ctx.sessions() as session:
-        finish_job(session, job_id, owner, JobStatus.FAILED, error_code=code, error_message=message)
+    with_db_retry(ctx, lambda s: finish_job(s, job_id, owner, JobStatus.FAILED, error_code=code, error_message=message))
     return JobStatus.FAILED.value
 
 

@@ -12,7 +12,8 @@ from PIL import Image
 from tqdm import tqdm
 
 from worker.context import resolve_device
-from worker.engine import Callbacks, EngineError, Losses, StyleParams, stylize
+from worker.engine import Callbacks, EngineError, Losses, StyleParams
+from worker.engine import stylize as run_engine
 
 DEFAULTS = StyleParams()
 
@@ -69,7 +70,7 @@ class BarCallbacks(Callbacks):
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N")
 @click.option("--weights", default="original", show_default=True, help="original, torchvision, or a state-dict path")
 @click.option("--json", "as_json", is_flag=True, help="print final losses and timings as one JSON object")
-def stylize_command(
+def stylize(
     content: str, styles: tuple[str, ...], output: str, init: str, snapshot_every: str | None,
     device: str, weights: str, as_json: bool, content_layers: str | None, style_layers: str | None,
     style_layer_weights: str | None, style_blend: str | None, scales: str | None, **numbers: object,
@@ -99,7 +100,7 @@ def stylize_command(
         resolved = resolve_device(device)
         started = time.perf_counter()
         with tqdm(total=params.iterations, unit="it", disable=as_json, file=sys.stderr) as bar:
-            result = stylize(
+            result = run_engine(
                 content, list(styles), params, BarCallbacks(bar, snapshot_dir),
                 device=resolved, weights=weights, init_image=init_image,
             )  # fmt: skip
@@ -119,5 +120,3 @@ def stylize_command(
     }
     click.echo(json.dumps(summary) if as_json else f"wrote {output} ({result.image.width}x{result.image.height}) in {summary['total_seconds']} s")
 
-
-stylize = stylize_command

@@ -7,8 +7,9 @@ import uuid
 
 from celery import Task, shared_task
 
-from shared.task_names import TRANSFER_TASK
+from shared.task_names import TRANSFER_QUEUE, TRANSFER_TASK
 from worker.context import worker_context
+from shared.enqueue import send_transfer
 from worker.job_runner import run_transfer
 
 
@@ -19,4 +20,7 @@ def transfer(self: Task, job_id: str) -> str:
     worker_name = ctx.settings.worker_name or self.request.hostname or "worker"
     # The lease owner is unique per run, so a restarted worker with the same name is a new owner.
     owner = f"{worker_name}/{os.getpid()}/{uuid.uuid4().hex[:8]}"
-    return run_transfer(ctx, job_id, worker_name, owner)
+    queue = self.request.delivery_info.get("routing_key") if self.request.delivery_info else None
+    return run_transfer(
+        ctx, job_id, worker_name, owner, requeue=lambda jid: send_transfer(self.app, jid, queue or TRANSFER_QUEUE)
+    )

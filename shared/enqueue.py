@@ -1,0 +1,33 @@
+"""Hand a job's message to the broker, by task name, and note when."""
+
+from __future__ import annotations
+
+import logging
+
+from celery import Celery
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+
+from shared.models import Job, utcnow
+from shared.task_names import TRANSFER_TASK
+
+log = logging.getLogger(__name__)
+
+
+def send_transfer(celery: Celery, job_id: str, queue: str) -> bool:
+    """Publish impasto.transfer(job_id); False (logged) if the broker is unreachable."""
+    try:
+        celery.send_task(TRANSFER_TASK, args=[job_id], queue=queue, retry=False)
+    except Exception as exc:  # kombu raises many kinds for a broker that is down
+        log.warning("job %s: enqueue failed (%s); the reconciler will send it later", job_id, exc)
+        return False
+    return True
+
+
+def enqueue_job(celery: Celery, session: Session, job_id: str, queue: str) -> bool:
+    """Send the job's message (after its row is committed) and record enqueued_at on success."""
+    if not send_transfer(celery, job_id, queue):
+        return False
+    session.execute(update(Job).where(Job.id == job_id).values(enqueued_at=utcnow()))
+    session.commit()
+    return True

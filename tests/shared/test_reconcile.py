@@ -1,0 +1,125 @@
+"""The reconciler against real PostgreSQL and Redis: lost messages, expired leases, several copies."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import redis
+from sqlalchemy import update
+
+from shared.celery_app import make_celery
+from shared.database import make_engine, make_sessionmaker, upgrade_database
+from shared.jobs import claim_job, create_job
+from shared.models import Job, utcnow
+from shared.reconcile import reconcile_once
+from shared.settings import Settings, get_settings
+from shared.task_names import TRANSFER_QUEUE
+
+
+@pytest.fixture
+def settings(tmp_path: Path, postgres_url: str, redis_url: str) -> Settings:
+    """Settings on a fresh PostgreSQL database and a flushed Redis database."""
+    s = get_settings(data_dir=tmp_path, database_url=postgres_url, broker_url=redis_url, enqueue_grace_s=0)
+    upgrade_database(s)
+    return s
+
+
+@pytest.fixture
+def sessions(settings: Settings) -> Iterator:  # type: ignore[type-arg]
+    """A sessionmaker on the test database."""
+    engine = make_engine(settings)
+    yield make_sessionmaker(engine)
+    engine.dispose()
+
+
+def queued_messages(settings: Settings) -> list[str]:
+    """Job ids of the transfer messages waiting in Redis."""
+    client = redis.Redis.from_url(settings.resolved_broker_url())
+    bodies = client.lrange(TRANSFER_QUEUE, 0, -1)
+    client.close()
+    return [json.loads(json.loads(b)["headers"]["argsrepr"].replace("'", '"'))[0] for b in bodies]
+
+
+def new_job(sessions, **values) -> str:  # type: ignore[no-untyped-def]
+    """A queued job row (no images needed by the reconciler)."""
+    with sessions() as session:
+        job = create_job(session, params={"iterations": 10}, content_key="c", style_keys=["s"], queue=TRANSFER_QUEUE)
+        session.commit()
+        if values:
+            session.execute(update(Job).where(Job.id == job.id).values(**values))
+            session.commit()
+        return job.id
+
+
+def test_queued_job_without_a_message_is_sent(settings: Settings, sessions) -> None:  # type: ignore[no-untyped-def]
+    """A queued job whose message never reached the broker is enqueued, once."""
+    job_id = new_job(sessions)
+    celery = make_celery(settings)
+    assert reconcile_once(sessions, celery, settings).resent == [job_id]
+    assert reconcile_once(sessions, celery, settings).resent == []
+    assert queued_messages(settings) == [job_id]
+
+
+def test_recently_enqueued_job_is_left_alone(settings: Settings, sessions) -> None:  # type: ignore[no-untyped-def]
+    """A job whose message is younger than requeue_after_s is not sent again."""
+    new_job(sessions, enqueued_at=utcnow())
+    assert reconcile_once(sessions, make_celery(settings), settings).resent == []
+    assert queued_messages(settings) == []
+
+
+def test_expired_lease_goes_back_to_the_queue(settings: Settings, sessions) -> None:  # type: ignore[no-untyped-def]
+    """A running job whose worker stopped renewing is queued again and re-sent."""
+    job_id = new_job(sessions)
+    with sessions() as session:
+        assert claim_job(session, job_id, "dead/1", 30)
+        session.execute(update(Job).where(Job.id == job_id).values(lease_expires_at=utcnow() - timedelta(seconds=1)))
+        session.commit()
+    report = reconcile_once(sessions, make_celery(settings), settings)
+    assert report.handed_back == [job_id]
+    with sessions() as session:
+        job = session.get(Job, job_id)
+        assert job.status == "queued" and job.lease_owner is None
+        assert [h.status for h in job.history] == ["queued", "running", "queued"]
+    assert queued_messages(settings) == [job_id]
+
+
+@pytest.mark.parametrize(
+    ("attempts", "cancel_requested", "status", "code"),
+    [(3, False, "failed", "worker_lost"), (1, True, "canceled", None)],
+)
+def test_expired_lease_ends_the_job_when_it_must(  # type: ignore[no-untyped-def]
+    settings: Settings, sessions, attempts: int, cancel_requested: bool, status: str, code: str | None
+) -> None:
+    """Past the attempts cap the job fails with worker_lost; a job being canceled ends canceled."""
+    job_id = new_job(
+        sessions, status="running", attempts=attempts, lease_owner="dead/1", cancel_requested=cancel_requested,
+        lease_expires_at=utcnow() - timedelta(seconds=1),
+    )  # fmt: skip
+    reconcile_once(sessions, make_celery(settings), settings)
+    with sessions() as session:
+        job = session.get(Job, job_id)
+        assert job.status == status and job.error_code == code and job.finished_at is not None
+    assert queued_messages(settings) == []
+
+
+def test_several_reconcilers_at_once_send_each_job_once(settings: Settings, sessions) -> None:  # type: ignore[no-untyped-def]
+    """Four copies racing over ten lost jobs send exactly ten messages."""
+    job_ids = {new_job(sessions) for _ in range(10)}
+    barrier = threading.Barrier(4)
+
+    def one_copy() -> None:
+        barrier.wait()
+        reconcile_once(sessions, make_celery(settings), settings)
+
+    threads = [threading.Thread(target=one_copy) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    messages = queued_messages(settings)
+    assert sorted(messages) == sorted(job_ids)
