@@ -35,7 +35,7 @@ Weight = float
 class JobParams(BaseModel):
     """Parameters of a style-transfer job; unknown keys are refused."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     iterations: int = Field(500, ge=1, le=MAX_JOB_ITERATIONS, description="optimisation steps in all")
     size: int = Field(512, ge=16, le=MAX_JOB_SIZE, description="long side of the output, px")

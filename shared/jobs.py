@@ -16,7 +16,7 @@ def as_utc(moment: datetime | None) -> datetime | None:
     """A datetime from SQL as aware UTC (SQLite hands back naive values)."""
     if moment is None:
         return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc) if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
 def record_transition(session: Session, job_id: str, status: JobStatus, worker: str | None, attempt: int) -> None:
@@ -47,16 +47,17 @@ def create_job(
 
 def request_cancel(session: Session, job: Job) -> Job:
     """Cancel a job: a queued one at once, a running one by flag; finished ones are left alone."""
-    if job.status == JobStatus.QUEUED:
-        moved = session.execute(
-            update(Job)
-            .where(Job.id == job.id, Job.status == JobStatus.QUEUED.value)
-            .values(status=JobStatus.CANCELED.value, finished_at=utcnow(), cancel_requested=True)
-        ).rowcount
-        if moved:
-            record_transition(session, job.id, JobStatus.CANCELED, None, job.attempts)
-    elif job.status == JobStatus.RUNNING:
-        session.execute(update(Job).where(Job.id == job.id).values(cancel_requested=True))
+    moved = session.execute(
+        update(Job)
+        .where(Job.id == job.id, Job.status == JobStatus.QUEUED.value)
+        .values(status=JobStatus.CANCELED.value, finished_at=utcnow(), cancel_requested=True)
+    ).rowcount
+    if moved:
+        record_transition(session, job.id, JobStatus.CANCELED, None, job.attempts)
+    else:  # not queued (any more): a worker may have claimed it since it was read
+        session.execute(
+            update(Job).where(Job.id == job.id, Job.status == JobStatus.RUNNING.value).values(cancel_requested=True)
+        )
     session.commit()
     session.refresh(job)
     return job
@@ -123,15 +124,18 @@ def finish_job(session: Session, job_id: str, owner: str, status: JobStatus, **v
 
 
 def hand_back(session: Session, job_id: str, owner: str) -> bool:
-    """Return a running job to the queue (graceful shutdown): lease cleared, history row added."""
+    """Return a running job to the queue (graceful shutdown); one being canceled ends canceled."""
+    canceling = session.execute(select(Job.cancel_requested).where(Job.id == job_id)).scalar_one_or_none()
+    status = JobStatus.CANCELED if canceling else JobStatus.QUEUED
+    extra = {"finished_at": utcnow()} if canceling else {"enqueued_at": None}
     changed = session.execute(
         update(Job)
         .where(Job.id == job_id, Job.lease_owner == owner, Job.status == JobStatus.RUNNING.value)
-        .values(status=JobStatus.QUEUED.value, lease_owner=None, lease_expires_at=None, enqueued_at=None)
+        .values(status=status.value, lease_owner=None, lease_expires_at=None, **extra)
     ).rowcount
     if changed:
         attempts = session.execute(select(Job.attempts).where(Job.id == job_id)).scalar_one()
-        record_transition(session, job_id, JobStatus.QUEUED, owner, attempts)
+        record_transition(session, job_id, status, owner, attempts)
     session.commit()
     return bool(changed)
 

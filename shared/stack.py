@@ -34,23 +34,9 @@ class EmbeddedStack:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         settings = get_settings(data_dir=self.data_dir, database_url=self.env.get("IMPASTO_DATABASE_URL"))
         upgrade_database(settings)
-        output = subprocess.DEVNULL if self.quiet else None
-        log_dir = self.data_dir / "logs"
-        log_dir.mkdir(exist_ok=True)
-        worker_log = open(log_dir / "worker.log", "ab")  # noqa: SIM115 (kept open for the child's life)
-        api_log = open(log_dir / "api.log", "ab")  # noqa: SIM115
-        self.processes.append(
-            subprocess.Popen(
-                [sys.executable, "-m", "shared.cli", "worker", "--name", "embedded@localhost"],
-                env=self.env, stdout=worker_log if self.quiet else output, stderr=subprocess.STDOUT,
-            )
-        )  # fmt: skip
-        self.processes.append(
-            subprocess.Popen(
-                gunicorn_command("127.0.0.1", self.port, 1), env=self.env,
-                stdout=api_log if self.quiet else output, stderr=subprocess.STDOUT,
-            )
-        )  # fmt: skip
+        self._spawn("worker", [sys.executable, "-m", "shared.cli", "worker", "--name", "embedded@localhost"])
+        self._spawn("reconcile", [sys.executable, "-m", "shared.cli", "reconcile"])
+        self._spawn("api", gunicorn_command("127.0.0.1", self.port, 1))
         client = ApiClient(self.url)
         deadline = time.monotonic() + ready_timeout
         while not client.ready():
@@ -61,12 +47,22 @@ class EmbeddedStack:
             time.sleep(0.2)
         return self
 
+    def _spawn(self, name: str, command: list[str]) -> None:
+        """Start a child; with quiet=True its output goes to data_dir/logs/NAME.log."""
+        if not self.quiet:
+            self.processes.append(subprocess.Popen(command, env=self.env))
+            return
+        log_dir = self.data_dir / "logs"
+        log_dir.mkdir(exist_ok=True)
+        with open(log_dir / f"{name}.log", "ab") as log:  # the child keeps its own descriptor
+            self.processes.append(subprocess.Popen(command, env=self.env, stdout=log, stderr=subprocess.STDOUT))
+
     def check_alive(self) -> None:
         """Raise if a child process has exited."""
         for process in self.processes:
             if process.poll() is not None:
                 self.stop()
-                raise RuntimeError(f"{process.args[2:4]} exited with code {process.returncode}; see {self.data_dir}/logs")
+                raise RuntimeError(f"{process.args} exited with code {process.returncode}; see {self.data_dir}/logs")
 
     def stop(self, timeout: float = 20.0) -> None:
         """SIGTERM both children, then SIGKILL whatever is left after `timeout`."""

@@ -34,10 +34,10 @@ class Processes:
 
     def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
         """Start `impasto ARGS` as child `name`, logging to log_dir/name.log."""
-        log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115
-        process = subprocess.Popen(
-            [sys.executable, "-m", "shared.cli", *args], env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT
-        )
+        with open(self.log_dir / f"{name}.log", "ab") as log:  # the child keeps its own descriptor
+            process = subprocess.Popen(
+                [sys.executable, "-m", "shared.cli", *args], env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT
+            )
         self.children[name] = process
         return process
 

@@ -1,0 +1,47 @@
+"""The impasto HTTP API: a Flask app factory."""
+
+from __future__ import annotations
+
+from flask import Flask, Response
+
+from api import health, job_files, jobs, openapi
+from api.context import EXTENSION_KEY, Impasto, close_db_session, request_id
+from api.errors import register_error_handlers
+from shared.celery_app import make_celery
+from shared.database import make_engine, make_sessionmaker
+from shared.settings import Settings, get_settings
+from shared.storage import make_storage
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    """Build the API; SQL, storage and Celery are made once here. Migrations are not run."""
+    settings = settings if settings is not None else get_settings()
+    app = Flask(__name__, static_folder=None)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_upload_bytes
+    app.json.sort_keys = False  # type: ignore[attr-defined]  # keep the job JSON in its documented order
+    engine = make_engine(settings)
+    app.extensions[EXTENSION_KEY] = Impasto(
+        settings=settings,
+        engine=engine,
+        sessions=make_sessionmaker(engine),
+        storage=make_storage(settings.resolved_storage_url()),
+        celery=make_celery(settings),
+    )
+    app.before_request(assign_request_id)
+    app.after_request(send_request_id)
+    app.teardown_appcontext(close_db_session)
+    register_error_handlers(app)
+    for blueprint in (jobs.bp, job_files.bp, health.bp, openapi.bp):
+        app.register_blueprint(blueprint)
+    return app
+
+
+def assign_request_id() -> None:
+    """Give the request its id before anything can fail and log it."""
+    request_id()
+
+
+def send_request_id(response: Response) -> Response:
+    """Every response names its request, so a client can quote it."""
+    response.headers["X-Request-ID"] = request_id()
+    return response

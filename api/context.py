@@ -1,0 +1,61 @@
+"""What the API builds once per app (SQL, storage, Celery) and what it opens per request."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from celery import Celery
+from flask import current_app, g
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from shared.settings import Settings
+from shared.storage import Storage
+
+EXTENSION_KEY = "impasto"
+
+
+@dataclass(frozen=True)
+class Impasto:
+    """The long-lived parts of one API app, kept on app.extensions["impasto"]."""
+
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    storage: Storage
+    celery: Celery
+
+    def close(self) -> None:
+        """Release pooled SQL and broker connections (tests and shutdown)."""
+        self.celery.close()
+        self.engine.dispose()
+
+
+def current_impasto() -> Impasto:
+    """The Impasto parts of the app handling this request."""
+    impasto: Impasto = current_app.extensions[EXTENSION_KEY]
+    return impasto
+
+
+def db_session() -> Session:
+    """This request's SQL session, opened on first use and closed on teardown."""
+    if "db_session" not in g:
+        g.db_session = current_impasto().sessions()
+    session: Session = g.db_session
+    return session
+
+
+def close_db_session(_exc: BaseException | None = None) -> None:
+    """Close the request's session; an uncommitted transaction is rolled back."""
+    session: Session | None = g.pop("db_session", None)
+    if session is not None:
+        session.close()
+
+
+def request_id() -> str:
+    """This request's id (uuid4), made on first use; logged with errors, sent as X-Request-ID."""
+    if "request_id" not in g:
+        g.request_id = str(uuid.uuid4())
+    rid: str = g.request_id
+    return rid

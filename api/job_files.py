@@ -1,0 +1,51 @@
+"""A job's images: the final output and the intermediate snapshots, as PNG."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Blueprint, Response
+
+from api.context import current_impasto, db_session
+from api.errors import ApiError, not_found
+from api.jobs import find_job
+from api.openapi import documented
+from api.schemas import ErrorBody
+from shared.models import JobSnapshot
+
+logger = logging.getLogger(__name__)
+
+bp = Blueprint("job_files", __name__, url_prefix="/v1/jobs")
+
+
+def png_response(key: str, filename: str) -> Response:
+    """The PNG stored under `key`; 404 if storage has lost it."""
+    try:
+        data = current_impasto().storage.get(key)
+    except KeyError:
+        logger.warning("storage key %s is recorded but missing", key)
+        raise not_found("image") from None
+    response = Response(data, mimetype="image/png")
+    response.headers["Content-Disposition"] = f'inline; filename="{filename}"'
+    return response
+
+
+@bp.get("/<job_id>/output")
+@documented(responses={200: "image/png", 404: ErrorBody, 409: ErrorBody})
+def get_output(job_id: str) -> Response:
+    """The final image (PNG); 409 until the job has succeeded."""
+    job = find_job(job_id)
+    if job.output_key is None:
+        raise ApiError(409, "output_not_ready", f"job is {job.status} and has no output yet")
+    return png_response(job.output_key, f"{job.id}.png")
+
+
+@bp.get("/<job_id>/intermediates/<int:iteration>")
+@documented(responses={200: "image/png", 404: ErrorBody})
+def get_intermediate(job_id: str, iteration: int) -> Response:
+    """The snapshot taken at one iteration (PNG)."""
+    job = find_job(job_id)
+    snapshot = db_session().get(JobSnapshot, (job.id, iteration))
+    if snapshot is None:
+        raise not_found(f"snapshot at iteration {iteration}")
+    return png_response(snapshot.key, f"{job.id}-{iteration:06d}.png")

@@ -1,0 +1,69 @@
+"""A job's images: the final PNG and the snapshots, through the API."""
+
+from __future__ import annotations
+
+import pytest
+from flask.testing import FlaskClient
+
+from shared.status import JobStatus
+from tests.api.conftest import Images, Submit, WorkerActions
+
+
+@pytest.mark.parametrize("claimed", [False, True], ids=["queued", "running"])
+def test_output_before_success_is_409(
+    client: FlaskClient, submit: Submit, worker_actions: WorkerActions, claimed: bool
+) -> None:
+    """No output yet: 409 output_not_ready, not a 404 (the job exists)."""
+    job_id = submit().get_json()["id"]
+    if claimed:
+        worker_actions.claim(job_id)
+    response = client.get(f"/v1/jobs/{job_id}/output")
+    assert response.status_code == 409
+    assert response.get_json()["error"]["code"] == "output_not_ready"
+
+
+def test_output_of_failed_job_is_409(client: FlaskClient, submit: Submit, worker_actions: WorkerActions) -> None:
+    """A failed job never has an output."""
+    job_id = submit().get_json()["id"]
+    worker_actions.claim(job_id)
+    worker_actions.finish(job_id, JobStatus.FAILED, error_code="engine_error", error_message="boom")
+    assert client.get(f"/v1/jobs/{job_id}/output").status_code == 409
+
+
+def test_output_of_succeeded_job(
+    client: FlaskClient, submit: Submit, worker_actions: WorkerActions, images: Images
+) -> None:
+    """The stored PNG, at the URL the job JSON gives."""
+    job_id = submit().get_json()["id"]
+    worker_actions.claim(job_id)
+    worker_actions.finish(job_id, JobStatus.SUCCEEDED)
+    final_url = client.get(f"/v1/jobs/{job_id}").get_json()["outputs"]["final"]
+    response = client.get(final_url)
+    assert response.status_code == 200
+    assert response.mimetype == "image/png"
+    assert response.get_data() == images.png
+
+
+def test_intermediates(client: FlaskClient, submit: Submit, worker_actions: WorkerActions, images: Images) -> None:
+    """Each recorded snapshot is served; other iterations are 404 JSON."""
+    job_id = submit().get_json()["id"]
+    worker_actions.claim(job_id)
+    worker_actions.snapshot(job_id, 8)
+    worker_actions.snapshot(job_id, 4)
+    intermediates = client.get(f"/v1/jobs/{job_id}").get_json()["outputs"]["intermediates"]
+    assert [item["iteration"] for item in intermediates] == [4, 8]
+    for item in intermediates:
+        response = client.get(item["url"])
+        assert (response.status_code, response.mimetype) == (200, "image/png")
+        assert response.get_data() == images.png
+    missing = client.get(f"/v1/jobs/{job_id}/intermediates/5")
+    assert missing.status_code == 404
+    assert missing.get_json()["error"]["code"] == "not_found"
+
+
+@pytest.mark.parametrize("path", ["output", "intermediates/4"])
+def test_files_of_unknown_job_are_404(client: FlaskClient, path: str) -> None:
+    """A missing job answers 404 JSON on its file URLs too."""
+    response = client.get(f"/v1/jobs/nope/{path}")
+    assert response.status_code == 404
+    assert response.get_json()["error"]["code"] == "not_found"

@@ -1,0 +1,79 @@
+"""The generated OpenAPI document and the docs page."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from flask import Flask
+from flask.testing import FlaskClient
+
+from api.openapi import openapi_path
+from shared.job_params import JobParams
+
+
+def routes(app: Flask) -> list[tuple[str, str, Any]]:
+    """(OpenAPI path, method, view) of every route the app serves."""
+    return [
+        (openapi_path(rule.rule)[0], method.lower(), app.view_functions[rule.endpoint])
+        for rule in app.url_map.iter_rules()
+        for method in (rule.methods or set()) - {"HEAD", "OPTIONS"}
+    ]
+
+
+def test_spec_covers_every_route(app: Flask, client: FlaskClient) -> None:
+    """Each route and method is in the spec, summarised by its docstring."""
+    spec = client.get("/openapi.json").get_json()
+    assert spec["openapi"].startswith("3.1")
+    found = routes(app)
+    assert {"/v1/jobs", "/v1/jobs/{job_id}", "/v1/jobs/{job_id}/intermediates/{iteration}", "/readyz"} <= {
+        path for path, _method, _view in found
+    }
+    for path, method, view in found:
+        operation = spec["paths"][path][method]
+        assert operation["summary"] == (inspect.getdoc(view) or "").splitlines()[0]
+        assert "500" in operation["responses"]
+    assert sum(len(methods) for methods in spec["paths"].values()) == len(found)
+
+
+def test_spec_has_the_schemas(client: FlaskClient) -> None:
+    """JobParams, the job and the error body are components; operations refer to them."""
+    spec = client.get("/openapi.json").get_json()
+    schemas = spec["components"]["schemas"]
+    assert set(schemas["JobParams"]["properties"]) == set(JobParams.model_fields)
+    assert schemas["JobParams"]["additionalProperties"] is False
+    assert {"id", "status", "progress", "outputs", "urls", "cancel_requested"} <= set(schemas["Job"]["properties"])
+    assert "error" in schemas["ErrorBody"]["properties"]
+    create = spec["paths"]["/v1/jobs"]["post"]
+    assert create["responses"]["202"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Job"}
+    form = create["requestBody"]["content"]["multipart/form-data"]
+    assert form["schema"] == {"$ref": "#/components/schemas/JobSubmission"}
+    listing = spec["paths"]["/v1/jobs"]["get"]
+    assert {p["name"] for p in listing["parameters"]} == {"status", "limit", "cursor"}
+    item = spec["paths"]["/v1/jobs/{job_id}/intermediates/{iteration}"]["get"]
+    assert {p["name"]: p["schema"]["type"] for p in item["parameters"]} == {"job_id": "string", "iteration": "integer"}
+    refs = [value for value in walk(spec) if isinstance(value, str) and value.startswith("#/components/schemas/")]
+    assert all(ref.rsplit("/", 1)[1] in schemas for ref in refs)
+
+
+def walk(node: Any) -> list[Any]:
+    """Every value in a JSON tree."""
+    if isinstance(node, dict):
+        return [value for child in node.values() for value in [child, *walk(child)]]
+    if isinstance(node, list):
+        return [value for child in node for value in [child, *walk(child)]]
+    return []
+
+
+def test_docs_page(client: FlaskClient) -> None:
+    """An HTML page listing the endpoints and the parameters, linking the JSON."""
+    response = client.get("/docs")
+    assert response.status_code == 200
+    assert response.mimetype == "text/html"
+    page = response.get_data(as_text=True)
+    assert 'href="/openapi.json"' in page
+    for path in ("/v1/jobs/{job_id}/cancel", "/healthz", "/readyz"):
+        assert path in page
+    for name in JobParams.model_fields:
+        assert f"<code>{name}</code>" in page
+    assert "<script" not in page  # no CDN, nothing to load
