@@ -7,6 +7,7 @@ from typing import Any
 
 from flask import Flask, Response, jsonify
 from pydantic import ValidationError
+from sqlalchemy.exc import InterfaceError, OperationalError
 from werkzeug.exceptions import HTTPException
 
 from api.context import request_id
@@ -83,8 +84,18 @@ def handle_unexpected(exc: BaseException) -> Response:
     return error_response(500, "internal_error", "internal error", request_id=rid)
 
 
+def handle_database_unavailable(exc: OperationalError | InterfaceError) -> Response:
+    """SQL unreachable (down, restarting): 503 with a Retry-After, and nothing half-done."""
+    logger.warning("database unavailable, request_id=%s: %s", request_id(), exc.orig)
+    response = error_response(503, "database_unavailable", "the database is unavailable; retry shortly")
+    response.headers["Retry-After"] = "5"
+    return response
+
+
 def register_error_handlers(app: Flask) -> None:
     """Install the JSON error handlers on an app."""
     app.register_error_handler(ApiError, handle_api_error)
+    app.register_error_handler(OperationalError, handle_database_unavailable)
+    app.register_error_handler(InterfaceError, handle_database_unavailable)
     app.register_error_handler(HTTPException, handle_http_exception)
     app.register_error_handler(Exception, handle_unexpected)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify, request, url_for
 from pydantic import ValidationError
 from sqlalchemy import and_, or_, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
 from api.context import current_impasto, db_session
@@ -17,9 +18,10 @@ from api.schemas import ErrorBody, JobList, JobSubmission
 from api.schemas import Job as JobSchema
 from api.submission import read_submission
 from shared.enqueue import enqueue_job
+from shared.idempotency import MAX_KEY_LENGTH, find_key, remember_key, request_fingerprint
 from shared.jobs import create_job as insert_job
 from shared.jobs import request_cancel
-from shared.models import Job
+from shared.models import IdempotencyKey, Job
 from shared.status import JobStatus
 from shared.storage import Storage, job_prefix, upload_key
 from shared.task_names import TRANSFER_QUEUE
@@ -33,20 +35,31 @@ bp = Blueprint("jobs", __name__, url_prefix="/v1/jobs")
     form=JobSubmission,
 )
 def create_job() -> tuple[Response, int, dict[str, str]]:
-    """Submit a job: a content image, style images and optional params."""
+    """Submit a job: a content image, style images and optional params (Idempotency-Key honoured)."""
     impasto = current_impasto()
+    idempotency_key = read_idempotency_key()
     submission = read_submission(request, impasto.settings)
-    content_key = store_upload(impasto.storage, submission.content)
-    style_keys = [store_upload(impasto.storage, style) for style in submission.styles]
+    content_key = upload_key(submission.content.data, submission.content.extension)
+    style_keys = [upload_key(style.data, style.extension) for style in submission.styles]
+    params = submission.params.model_dump(mode="json")
+    fingerprint = request_fingerprint(content_key, style_keys, params)
     session = db_session()
-    job = insert_job(
-        session,
-        params=submission.params.model_dump(mode="json"),
-        content_key=content_key,
-        style_keys=style_keys,
-        queue=TRANSFER_QUEUE,
-    )
-    session.commit()
+    if idempotency_key is not None and (earlier := find_key(session, idempotency_key)) is not None:
+        return replay(earlier, fingerprint)
+    for image in (submission.content, *submission.styles):
+        store_upload(impasto.storage, image)
+    job = insert_job(session, params=params, content_key=content_key, style_keys=style_keys, queue=TRANSFER_QUEUE)
+    if idempotency_key is not None:
+        remember_key(session, idempotency_key, fingerprint, job.id, impasto.settings.idempotency_ttl_s)
+    try:
+        session.commit()
+    except IntegrityError:
+        # A concurrent request with the same key committed first: answer with its job.
+        session.rollback()
+        earlier = find_key(session, idempotency_key) if idempotency_key is not None else None
+        if earlier is None:
+            raise
+        return replay(earlier, fingerprint)
     # Enqueue only after the commit, so the worker finds the row. If the broker is down the
     # job stays queued in SQL (enqueue_job logs it) and the reconciler sends it later; a 5xx
     # here would make the client retry and submit a second job.
@@ -54,10 +67,29 @@ def create_job() -> tuple[Response, int, dict[str, str]]:
     return jsonify(job_json(job)), 202, {"Location": url_for("jobs.get_job", job_id=job.id)}
 
 
+def read_idempotency_key() -> str | None:
+    """The Idempotency-Key header, if sent; 400 if it is empty or too long."""
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not 0 < len(key) <= MAX_KEY_LENGTH:
+        raise ApiError(400, "bad_request", f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} characters")
+    return key
+
+
+def replay(earlier: IdempotencyKey, fingerprint: str) -> tuple[Response, int, dict[str, str]]:
+    """The job an earlier request with this key made; 409 if that request asked something else."""
+    if earlier.request_hash != fingerprint:
+        raise ApiError(
+            409, "idempotency_key_reused", "this Idempotency-Key was used for a different request; use a new key"
+        )
+    job = find_job(earlier.job_id)
+    headers = {"Location": url_for("jobs.get_job", job_id=job.id), "Idempotent-Replayed": "true"}
+    return jsonify(job_json(job)), 202, headers
+
+
 def store_upload(storage: Storage, image: CheckedImage) -> str:
     """Store the original bytes under their content hash (once) and return the key."""
     key = upload_key(image.data, image.extension)
-    if not storage.exists(key):
+    if not storage.exists(key):  # the same bytes are stored once
         storage.put(key, image.data)
     return key
 

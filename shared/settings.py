@@ -30,6 +30,8 @@ class Settings(BaseSettings):
     max_image_pixels: int = Field(default=40_000_000, description="refuse images above this before decoding")
     max_styles: int = Field(default=4, description="style images per job")
 
+    idempotency_ttl_s: float = Field(default=24 * 3600, description="how long an Idempotency-Key is remembered")
+
     # Worker behaviour
     progress_interval_s: float = Field(default=1.0, description="least time between progress writes to SQL")
     cancel_poll_s: float = Field(default=0.5, description="how often a running job checks for a cancel request")

@@ -37,7 +37,7 @@ from tests.conftest import create_postgres_database, drop_postgres_database
 REDIS_URL = "redis://127.0.0.1:6379/13"
 # A port nothing listens on: a broker that is down.
 DEAD_BROKER_URL = "redis://127.0.0.1:1/0"
-TABLES = ("job_snapshots", "job_status_history", "jobs")
+TABLES = ("idempotency_keys", "job_snapshots", "job_status_history", "jobs")
 WORKER_NAME = "gpu0@test-host"
 
 

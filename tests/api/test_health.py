@@ -53,3 +53,12 @@ def test_readyz_embedded_broker(make_app: Callable[..., Flask]) -> None:
     response = client.get("/readyz")
     assert response.status_code == 503
     assert response.get_json()["checks"]["broker"] == "down"
+
+
+def test_database_down_answers_503_json(make_app) -> None:  # type: ignore[no-untyped-def]
+    """With SQL unreachable a job read is 503 database_unavailable, JSON, no traceback."""
+    app = make_app(database_url="postgresql+psycopg://postgres@127.0.0.1:1/none")
+    response = app.test_client().get("/v1/jobs/6f1c1f0e-3d2a-4a8e-9a57-0d8f0b2b8c11")
+    assert response.status_code == 503
+    assert response.json["error"]["code"] == "database_unavailable"
+    assert "Traceback" not in response.get_data(as_text=True)

@@ -1,0 +1,48 @@
+"""Idempotency-Key for job submission: a retried request finds the job its first try made."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import delete
+from sqlalchemy.orm import Session
+
+from shared.jobs import as_utc
+from shared.models import IdempotencyKey, utcnow
+
+MAX_KEY_LENGTH = 255
+
+
+def request_fingerprint(content_key: str, style_keys: list[str], params: dict[str, Any]) -> str:
+    """A hash of what a submission asks: its images (by content hash) and its params."""
+    canonical = json.dumps({"content": content_key, "styles": style_keys, "params": params}, sort_keys=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def find_key(session: Session, key: str) -> IdempotencyKey | None:
+    """The live record of `key`; an expired one is deleted and treated as absent."""
+    record = session.get(IdempotencyKey, key)
+    if record is not None and as_utc(record.expires_at) <= utcnow():  # type: ignore[operator]
+        session.execute(delete(IdempotencyKey).where(IdempotencyKey.key == key))
+        session.flush()
+        return None
+    return record
+
+
+def remember_key(session: Session, key: str, fingerprint: str, job_id: str, ttl_seconds: float) -> None:
+    """Record `key` for a new job in the same transaction as the job (the caller commits)."""
+    session.add(
+        IdempotencyKey(
+            key=key, request_hash=fingerprint, job_id=job_id, expires_at=utcnow() + timedelta(seconds=ttl_seconds)
+        )
+    )
+
+
+def purge_expired_keys(session: Session) -> int:
+    """Delete expired keys; returns how many."""
+    count = session.execute(delete(IdempotencyKey).where(IdempotencyKey.expires_at <= utcnow())).rowcount  # type: ignore[attr-defined]
+    session.commit()
+    return int(count or 0)
