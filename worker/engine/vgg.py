@@ -91,7 +91,9 @@ class VGG19Features(nn.Module):
         out: dict[str, torch.Tensor] = {}
         for index, name in enumerate(CONV_NAMES[: deepest + 1]):
             if index > 0 and name.endswith("_1"):
-                x = pool(x, kernel_size=2, stride=2)
+                # ceil_mode as in Caffe, where the original weights were trained; it also keeps
+                # a map of odd or tiny size from shrinking to nothing before conv5_1.
+                x = pool(x, kernel_size=2, stride=2, ceil_mode=True)
             x = F.relu(self.convs[name](x))
             if name in wanted:
                 out[name] = x
