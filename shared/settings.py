@@ -37,6 +37,7 @@ class Settings(BaseSettings):
     cancel_poll_s: float = Field(default=0.5, description="how often a running job checks for a cancel request")
     lease_seconds: float = Field(default=60.0, description="a worker that stops renewing loses its job after this")
     db_retry_s: float = Field(default=300.0, description="how long a worker retries a final write while SQL is down")
+    gram_cache_entries: int = Field(default=32, description="style Gram targets a worker keeps across jobs")
     max_attempts: int = Field(default=3, description="takeovers after which a job that kills workers fails")
     device: str = Field(default="auto", description="torch device for the worker: auto, cpu, cuda, cuda:N")
     weights: str = Field(default="original", description="VGG19 weights: original, torchvision or a file path")

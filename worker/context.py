@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from shared.database import make_engine, make_sessionmaker
 from shared.settings import Settings, get_settings
 from shared.storage import Storage, make_storage
+from worker.engine import GramCache
 
 
 @dataclass(frozen=True)
@@ -21,6 +22,7 @@ class WorkerContext:
     sessions: sessionmaker[Session]
     storage: Storage
     device: str
+    gram_cache: GramCache  # style Gram targets shared by this process's jobs
 
 
 def resolve_device(setting: str) -> str:
@@ -37,6 +39,7 @@ def build_context(settings: Settings) -> WorkerContext:
         sessions=make_sessionmaker(make_engine(settings)),
         storage=make_storage(settings.resolved_storage_url()),
         device=resolve_device(settings.device),
+        gram_cache=GramCache(settings.gram_cache_entries),
     )
 
 

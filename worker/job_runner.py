@@ -74,6 +74,7 @@ def run_transfer(
                 device=ctx.device,
                 weights=ctx.settings.weights,
                 resume=resume,
+                gram_cache=ctx.gram_cache,
             )
         except EngineError as exc:
             return _fail(ctx, job_id, owner, "invalid_job", str(exc))

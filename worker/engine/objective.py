@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from worker.engine.gram_cache import GramCache
 from worker.engine.losses import content_loss, energy, gram, style_loss, tv_loss
 from worker.engine.params import StyleParams
 from worker.engine.vgg import VGG19Features
@@ -18,6 +19,7 @@ class Objective:
         params: StyleParams,
         content: torch.Tensor,  # (1, 3, H, W) RGB 0..255
         styles: list[torch.Tensor],  # each (1, 3, h, w) RGB 0..255
+        gram_cache: GramCache | None = None,
     ) -> None:
         self.model = model
         self.params = params
@@ -27,7 +29,7 @@ class Objective:
             features = model(content, params.content_layers, params.pooling)
             self.content_targets = {name: features[name].float() for name in params.content_layers}
             self.content_energy = {name: energy(t) for name, t in self.content_targets.items()}
-            self.style_targets = blended_style_grams(model, params, styles)
+            self.style_targets = blended_style_grams(model, params, styles, gram_cache)
             self.style_energy = {name: energy(g) for name, g in self.style_targets.items()}
 
     def __call__(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -52,15 +54,27 @@ class Objective:
 
 
 def blended_style_grams(
-    model: VGG19Features, params: StyleParams, styles: list[torch.Tensor]
+    model: VGG19Features, params: StyleParams, styles: list[torch.Tensor], cache: GramCache | None = None
 ) -> dict[str, torch.Tensor]:
     """Per style layer, Σ_s b_s·Ĝ_s over the style images (jcjohnson's blend of Gram targets)."""
     blend = params.blend(len(styles))
     grams: dict[str, torch.Tensor] = {}
+    for weight, style in zip(blend, styles):
+        for name, g in style_grams(model, params, style, cache).items():
+            grams[name] = grams[name] + weight * g if name in grams else weight * g
+    return grams
+
+
+def style_grams(
+    model: VGG19Features, params: StyleParams, style: torch.Tensor, cache: GramCache | None
+) -> dict[str, torch.Tensor]:
+    """Ĝ of one style image at each style layer, from the cache when it has them."""
+    key = GramCache.key(style, params.style_layers, params.pooling, model) if cache is not None else None
+    if cache is not None and key is not None and (cached := cache.get(key)) is not None:
+        return cached
     with torch.no_grad():
-        for weight, style in zip(blend, styles):
-            features = model(style, params.style_layers, params.pooling)
-            for name in params.style_layers:
-                g = weight * gram(features[name])[0]
-                grams[name] = grams[name] + g if name in grams else g
+        features = model(style, params.style_layers, params.pooling)
+        grams = {name: gram(features[name])[0] for name in params.style_layers}
+    if cache is not None and key is not None:
+        cache.put(key, grams)
     return grams

@@ -14,6 +14,7 @@ from PIL import Image
 from worker.engine import imaging
 from worker.engine.callbacks import Callbacks, Losses
 from worker.engine.errors import EngineError
+from worker.engine.gram_cache import GramCache
 from worker.engine.objective import Objective
 from worker.engine.params import StyleParams
 from worker.engine.vgg import load_vgg
@@ -54,6 +55,7 @@ def stylize(
     weights: str = "original",
     init_image: str | Path | Image.Image | None = None,
     resume: Resume | None = None,
+    gram_cache: GramCache | None = None,
 ) -> Result:
     """Paint `content` in the style of `styles` and return the image (see StyleParams)."""
     params = (params or StyleParams()).validate(style_count=len(styles))
@@ -69,7 +71,7 @@ def stylize(
     style_images = [imaging.open_image(s) for s in styles]
     model = load_vgg(weights, device)
     started = time.perf_counter()
-    run = _Run(params, callbacks, model, device, content_image, style_images)
+    run = _Run(params, callbacks, model, device, content_image, style_images, gram_cache)
     start_iteration = resume.iteration + 1 if resume else 1
     pixels: torch.Tensor | None = None
     if resume is not None:
@@ -106,8 +108,10 @@ class _Run:
         device: torch.device,
         content: Image.Image,
         styles: list[Image.Image],
+        gram_cache: GramCache | None,
     ) -> None:
         self.params = params
+        self.gram_cache = gram_cache
         self.callbacks = callbacks
         self.model = model
         self.device = device
@@ -137,7 +141,7 @@ class _Run:
         if p.preserve_color:
             content = imaging.luminance_image(content)
             styles = [imaging.match_luminance(imaging.luminance_image(s), content) for s in styles]
-        objective = Objective(self.model, p, content, styles)  # type: ignore[arg-type]
+        objective = Objective(self.model, p, content, styles, self.gram_cache)  # type: ignore[arg-type]
         if pixels is None:
             pixels = self._initial_pixels(content)
         else:
