@@ -61,7 +61,9 @@ def download_outputs(client: ApiClient, job: dict[str, Any], out: Path) -> list[
 @click.option("--wait", is_flag=True, help="follow progress and download the result")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="where --wait saves it")
 @url_option
-def submit(content: Path, styles: tuple[Path, ...], params: tuple[str, ...], wait: bool, out: Path | None, url: str | None) -> None:
+def submit(
+    content: Path, styles: tuple[Path, ...], params: tuple[str, ...], wait: bool, out: Path | None, url: str | None
+) -> None:
     """Submit a job: CONTENT image, one or more STYLE images."""
     client = client_for(url)
     try:

@@ -24,9 +24,15 @@ def free_port() -> int:
 
 
 @click.command()
-@click.option("--out-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("demo-output"), show_default=True)
-@click.option("--style", default="starry_night.jpg", show_default=True, help="a bundled style: " + ", ".join(
-    sorted(p.name for p in SAMPLES.glob("*.jpg") if p.name != "chelsea.jpg")))
+@click.option(
+    "--out-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("demo-output"), show_default=True
+)
+@click.option(
+    "--style",
+    default="starry_night.jpg",
+    show_default=True,
+    help="a bundled style: " + ", ".join(sorted(p.name for p in SAMPLES.glob("*.jpg") if p.name != "chelsea.jpg")),
+)
 def demo(out_dir: Path, style: str) -> None:
     """Run one job through the embedded stack and write its result and snapshots to OUT_DIR."""
     out_dir = out_dir.resolve()
@@ -43,8 +49,8 @@ def demo(out_dir: Path, style: str) -> None:
         if job["status"] != "succeeded":
             raise click.ClickException(f"the job ended {job['status']}: {job.get('error')}")
         written = download_outputs(client, job, out_dir / "result.png")
-    metrics = job["metrics"]
-    click.echo(f"job succeeded: {job['progress']['iteration']} iterations in {metrics['run_seconds']:.1f} s on {metrics['device']}")
+    metrics, iterations = job["metrics"], job["progress"]["iteration"]
+    click.echo(f"job succeeded: {iterations} iterations in {metrics['run_seconds']:.1f} s on {metrics['device']}")
     for path in written:
         click.echo(f"  {path}")
     click.echo(f"done in {time.monotonic() - started:.0f} s; the result is {written[0]}")

@@ -5,9 +5,9 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete
+from sqlalchemy import CursorResult, delete
 from sqlalchemy.orm import Session
 
 from shared.jobs import as_utc
@@ -43,6 +43,8 @@ def remember_key(session: Session, key: str, fingerprint: str, job_id: str, ttl_
 
 def purge_expired_keys(session: Session) -> int:
     """Delete expired keys; returns how many."""
-    count = session.execute(delete(IdempotencyKey).where(IdempotencyKey.expires_at <= utcnow())).rowcount  # type: ignore[attr-defined]
+    result = cast(
+        CursorResult[Any], session.execute(delete(IdempotencyKey).where(IdempotencyKey.expires_at <= utcnow()))
+    )
     session.commit()
-    return int(count or 0)
+    return int(result.rowcount)

@@ -103,9 +103,7 @@ class JobParams(BaseModel):
     def check_style_count(self, count: int) -> None:
         """Raise ValueError when the blend weights do not match the number of style images."""
         if self.style_blend_weights is not None and len(self.style_blend_weights) != count:
-            raise ValueError(
-                f"style_blend_weights has {len(self.style_blend_weights)} values for {count} style images"
-            )
+            raise ValueError(f"style_blend_weights has {len(self.style_blend_weights)} values for {count} style images")
 
     def pixel_count(self, aspect: float) -> int:
         """Output pixels for a content image of width/height `aspect`."""

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import CursorResult, Update, and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from shared.models import Job, JobSnapshot, JobStatusChange, utcnow
@@ -16,7 +16,13 @@ def as_utc(moment: datetime | None) -> datetime | None:
     """A datetime from SQL as aware UTC (SQLite hands back naive values)."""
     if moment is None:
         return None
-    return moment.astimezone(timezone.utc) if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def execute_update(session: Session, statement: Update) -> int:
+    """Run an UPDATE and return how many rows it changed (the atomic test-and-set of this module)."""
+    result = cast(CursorResult[Any], session.execute(statement))
+    return int(result.rowcount)
 
 
 def record_transition(session: Session, job_id: str, status: JobStatus, worker: str | None, attempt: int) -> None:
@@ -24,9 +30,7 @@ def record_transition(session: Session, job_id: str, status: JobStatus, worker: 
     session.add(JobStatusChange(job_id=job_id, status=status.value, worker=worker, attempt=attempt))
 
 
-def create_job(
-    session: Session, *, params: dict[str, Any], content_key: str, style_keys: list[str], queue: str
-) -> Job:
+def create_job(session: Session, *, params: dict[str, Any], content_key: str, style_keys: list[str], queue: str) -> Job:
     """Insert a queued job and its first history row; the caller commits, then enqueues."""
     job = Job(
         params=params,
@@ -47,16 +51,18 @@ def create_job(
 
 def request_cancel(session: Session, job: Job) -> Job:
     """Cancel a job: a queued one at once, a running one by flag; finished ones are left alone."""
-    moved = session.execute(
+    moved = execute_update(
+        session,
         update(Job)
         .where(Job.id == job.id, Job.status == JobStatus.QUEUED.value)
-        .values(status=JobStatus.CANCELED.value, finished_at=utcnow(), cancel_requested=True)
-    ).rowcount
+        .values(status=JobStatus.CANCELED.value, finished_at=utcnow(), cancel_requested=True),
+    )
     if moved:
         record_transition(session, job.id, JobStatus.CANCELED, None, job.attempts)
     else:  # not queued (any more): a worker may have claimed it since it was read
-        session.execute(
-            update(Job).where(Job.id == job.id, Job.status == JobStatus.RUNNING.value).values(cancel_requested=True)
+        execute_update(
+            session,
+            update(Job).where(Job.id == job.id, Job.status == JobStatus.RUNNING.value).values(cancel_requested=True),
         )
     session.commit()
     session.refresh(job)
@@ -66,7 +72,8 @@ def request_cancel(session: Session, job: Job) -> Job:
 def claim_job(session: Session, job_id: str, owner: str, lease_seconds: float) -> bool:
     """Atomically take a job that is queued, or running on an expired lease; True if taken."""
     now = utcnow()
-    taken = session.execute(
+    taken = execute_update(
+        session,
         update(Job)
         .where(
             Job.id == job_id,
@@ -83,8 +90,8 @@ def claim_job(session: Session, job_id: str, owner: str, lease_seconds: float) -
             worker=owner,
             attempts=Job.attempts + 1,
             started_at=now,
-        )
-    ).rowcount
+        ),
+    )
     if taken:
         attempts = session.execute(select(Job.attempts).where(Job.id == job_id)).scalar_one()
         record_transition(session, job_id, JobStatus.RUNNING, owner, attempts)
@@ -94,11 +101,12 @@ def claim_job(session: Session, job_id: str, owner: str, lease_seconds: float) -
 
 def owned_update(session: Session, job_id: str, owner: str, **values: Any) -> bool:
     """Update a running job only while `owner` holds its lease; False means the lease is gone."""
-    changed = session.execute(
+    changed = execute_update(
+        session,
         update(Job)
         .where(Job.id == job_id, Job.lease_owner == owner, Job.status == JobStatus.RUNNING.value)
-        .values(**values)
-    ).rowcount
+        .values(**values),
+    )
     session.commit()
     return bool(changed)
 
@@ -111,11 +119,12 @@ def renew_lease(session: Session, job_id: str, owner: str, lease_seconds: float)
 def finish_job(session: Session, job_id: str, owner: str, status: JobStatus, **values: Any) -> bool:
     """Move a running job owned by `owner` to an end state, with its history row."""
     assert status in FINISHED
-    changed = session.execute(
+    changed = execute_update(
+        session,
         update(Job)
         .where(Job.id == job_id, Job.lease_owner == owner, Job.status == JobStatus.RUNNING.value)
-        .values(status=status.value, finished_at=utcnow(), lease_owner=None, lease_expires_at=None, **values)
-    ).rowcount
+        .values(status=status.value, finished_at=utcnow(), lease_owner=None, lease_expires_at=None, **values),
+    )
     if changed:
         attempts = session.execute(select(Job.attempts).where(Job.id == job_id)).scalar_one()
         record_transition(session, job_id, status, owner, attempts)
@@ -128,11 +137,12 @@ def hand_back(session: Session, job_id: str, owner: str) -> bool:
     canceling = session.execute(select(Job.cancel_requested).where(Job.id == job_id)).scalar_one_or_none()
     status = JobStatus.CANCELED if canceling else JobStatus.QUEUED
     extra = {"finished_at": utcnow()} if canceling else {"enqueued_at": None}
-    changed = session.execute(
+    changed = execute_update(
+        session,
         update(Job)
         .where(Job.id == job_id, Job.lease_owner == owner, Job.status == JobStatus.RUNNING.value)
-        .values(status=status.value, lease_owner=None, lease_expires_at=None, **extra)
-    ).rowcount
+        .values(status=status.value, lease_owner=None, lease_expires_at=None, **extra),
+    )
     if changed:
         attempts = session.execute(select(Job.attempts).where(Job.id == job_id)).scalar_one()
         record_transition(session, job_id, status, owner, attempts)

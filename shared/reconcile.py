@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from shared.celery_app import make_celery
 from shared.database import make_engine, make_sessionmaker
 from shared.enqueue import send_transfer
-from shared.jobs import record_transition
+from shared.jobs import execute_update, record_transition
 from shared.models import Job, utcnow
 from shared.settings import Settings, get_settings
 from shared.status import JobStatus
@@ -45,11 +45,14 @@ def reconcile_once(sessions: sessionmaker[Session], celery: Celery, settings: Se
             )
         ).all()
         for job_id, attempts, cancel_requested in expired:
-            won = session.execute(
+            won = execute_update(
+                session,
                 update(Job)
                 .where(Job.id == job_id, Job.status == JobStatus.RUNNING.value, Job.lease_expires_at < now)
-                .values(lease_owner=None, lease_expires_at=None, **_after_expiry(attempts, cancel_requested, settings, now))
-            ).rowcount
+                .values(
+                    lease_owner=None, lease_expires_at=None, **_after_expiry(attempts, cancel_requested, settings, now)
+                ),
+            )
             if not won:
                 continue  # another reconciler or a claiming worker got there first
             if cancel_requested:
@@ -72,15 +75,16 @@ def reconcile_once(sessions: sessionmaker[Session], celery: Celery, settings: Se
         ).all()
         resend = []
         for job_id, queue in stale:
-            won = session.execute(
+            won = execute_update(
+                session,
                 update(Job)
                 .where(
                     Job.id == job_id,
                     Job.status == JobStatus.QUEUED.value,
                     or_(Job.enqueued_at.is_(None), and_(Job.enqueued_at < cutoff)),
                 )
-                .values(enqueued_at=now)
-            ).rowcount
+                .values(enqueued_at=now),
+            )
             session.commit()
             if won:
                 resend.append((job_id, queue))

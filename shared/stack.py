@@ -62,7 +62,7 @@ class EmbeddedStack:
         for process in self.processes:
             if process.poll() is not None:
                 self.stop()
-                raise RuntimeError(f"{process.args} exited with code {process.returncode}; see {self.data_dir}/logs")
+                raise RuntimeError(f"{process.args!r} exited with code {process.returncode}; see {self.data_dir}/logs")
 
     def stop(self, timeout: float = 20.0) -> None:
         """SIGTERM both children, then SIGKILL whatever is left after `timeout`."""
@@ -87,7 +87,9 @@ class EmbeddedStack:
 
 @click.command()
 @click.option("--port", default=8000, show_default=True)
-@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None, help="default: IMPASTO_DATA_DIR")
+@click.option(
+    "--data-dir", type=click.Path(file_okay=False, path_type=Path), default=None, help="default: IMPASTO_DATA_DIR"
+)
 def up(port: int, data_dir: Path | None) -> None:
     """Run the API and one worker on this machine until Ctrl-C."""
     stack = EmbeddedStack(data_dir or get_settings().data_dir, port)

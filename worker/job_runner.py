@@ -27,7 +27,8 @@ log = logging.getLogger(__name__)
 
 def engine_params(params: dict[str, Any]) -> StyleParams:
     """The engine's parameters for a job's stored params (JSON lists become tuples)."""
-    return StyleParams(**{k: tuple(v) if isinstance(v, list) else v for k, v in params.items()})
+    values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in params.items()}
+    return StyleParams(**values)
 
 
 def _image(ctx: WorkerContext, key: str) -> Image.Image:
@@ -79,7 +80,9 @@ def run_transfer(
         except EngineError as exc:
             return _fail(ctx, job_id, owner, "invalid_job", str(exc))
         except torch.cuda.OutOfMemoryError:
-            return _fail(ctx, job_id, owner, "out_of_memory", "the GPU ran out of memory; lower `size` or use fewer scales")
+            return _fail(
+                ctx, job_id, owner, "out_of_memory", "the GPU ran out of memory; lower `size` or use fewer scales"
+            )
         except Exception as exc:  # any other failure must end as `failed`, never vanish
             log.exception("job %s failed", job_id)
             return _fail(ctx, job_id, owner, "engine_error", f"{type(exc).__name__}: {exc}")
@@ -133,5 +136,3 @@ def with_db_retry(ctx: WorkerContext, write: Callable[[Session], bool]) -> bool:
 def _fail(ctx: WorkerContext, job_id: str, owner: str, code: str, message: str) -> str:
     with_db_retry(ctx, lambda s: finish_job(s, job_id, owner, JobStatus.FAILED, error_code=code, error_message=message))
     return JobStatus.FAILED.value
-
-

@@ -37,7 +37,9 @@ class BarCallbacks(Callbacks):
         """Advance the bar to `iteration` and show the losses."""
         if self.bar is not None:
             self.bar.update(iteration - self.bar.n)
-            self.bar.set_postfix(content=f"{losses.content:.3g}", style=f"{losses.style:.3g}", total=f"{losses.total:.3g}")
+            self.bar.set_postfix(
+                content=f"{losses.content:.3g}", style=f"{losses.style:.3g}", total=f"{losses.total:.3g}"
+            )
 
     def on_snapshot(self, iteration: int, image: Image.Image) -> None:
         """Write the snapshot as DIR/NNNNNN.png."""
@@ -118,5 +120,8 @@ def stylize(
         "device": result.device,
         "size": list(result.image.size),
     }
-    click.echo(json.dumps(summary) if as_json else f"wrote {output} ({result.image.width}x{result.image.height}) in {summary['total_seconds']} s")
-
+    click.echo(
+        json.dumps(summary)
+        if as_json
+        else f"wrote {output} ({result.image.width}x{result.image.height}) in {summary['total_seconds']} s"
+    )

@@ -7,9 +7,9 @@ import uuid
 
 from celery import Task, shared_task
 
+from shared.enqueue import send_transfer
 from shared.task_names import TRANSFER_QUEUE, TRANSFER_TASK
 from worker.context import worker_context
-from shared.enqueue import send_transfer
 from worker.job_runner import run_transfer
 
 

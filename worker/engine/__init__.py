@@ -7,7 +7,7 @@ an image out, with callbacks for progress, snapshots and stopping.
 from worker.engine.callbacks import Callbacks, Losses
 from worker.engine.errors import EngineError
 from worker.engine.gram_cache import GramCache
-from worker.engine.optimize import Resume, Result, stylize
+from worker.engine.optimize import Result, Resume, stylize
 from worker.engine.params import StyleParams
 from worker.engine.vgg import load_vgg
 

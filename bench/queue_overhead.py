@@ -1,0 +1,78 @@
+"""Benchmark 3: the same job through the whole pipeline and through the engine directly.
+
+    python bench/queue_overhead.py [--size 128] [--iterations 200] [--production]
+
+The pipeline run is wall time from POST /v1/jobs to the client seeing `succeeded` (API under
+gunicorn, a worker process, the broker, SQL and storage), after a warm-up job so the worker
+has its model loaded; the engine run is stylize() in this process, also warm. Default: the
+embedded stack (SQLite, filesystem broker). --production uses IMPASTO_DATABASE_URL and
+IMPASTO_BROKER_URL from the environment (e.g. PostgreSQL and Redis).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+from bench.results import append_result, machine_line
+from shared.api_client import ApiClient
+from shared.demo import free_port
+from shared.stack import EmbeddedStack
+from worker.engine import StyleParams, stylize
+
+SAMPLES = Path("shared/samples")
+CONTENT, STYLE = SAMPLES / "chelsea.jpg", SAMPLES / "starry_night.jpg"
+
+
+def pipeline_seconds(client: ApiClient, params: dict[str, int]) -> float:
+    """Submit and poll (every 50 ms) until succeeded; returns the wall time."""
+    started = time.perf_counter()
+    job = client.submit(CONTENT, [STYLE], params)
+    job = client.wait(job["id"], poll_s=0.05)
+    assert job["status"] == "succeeded", job
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    """Time both and print and record the ratio."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--size", type=int, default=128)
+    parser.add_argument("--iterations", type=int, default=200)
+    parser.add_argument("--production", action="store_true")
+    args = parser.parse_args()
+    params = {"size": args.size, "iterations": args.iterations, "snapshot_every": 50}
+    env = {"IMPASTO_DEVICE": "cpu"}
+    if not args.production:
+        for name in ("IMPASTO_DATABASE_URL", "IMPASTO_BROKER_URL", "IMPASTO_STORAGE_URL"):
+            os.environ.pop(name, None)
+    with (
+        tempfile.TemporaryDirectory() as data_dir,
+        EmbeddedStack(Path(data_dir), free_port(), env=env, quiet=True) as stack,
+    ):
+        client = ApiClient(stack.url)
+        pipeline_seconds(client, {"size": 32, "iterations": 2})  # warm-up: the worker loads VGG19
+        pipeline = pipeline_seconds(client, params)
+    stylize(CONTENT, [STYLE], StyleParams(size=32, iterations=2))  # warm-up
+    started = time.perf_counter()
+    stylize(CONTENT, [STYLE], StyleParams(size=args.size, iterations=args.iterations, snapshot_every=50))
+    engine = time.perf_counter() - started
+    setup = "PostgreSQL + Redis (from env)" if args.production else "embedded (SQLite, filesystem broker)"
+    rows = [
+        "| set-up | engine s | pipeline s | ratio | overhead s |",
+        "| --- | --- | --- | --- | --- |",
+        f"| {setup} | {engine:.2f} | {pipeline:.2f} | {pipeline / engine:.3f}x | {pipeline - engine:.2f} |",
+    ]
+    print("\n".join(rows))
+    flag = " --production" if args.production else ""
+    append_result(
+        f"Queue overhead, {args.size} px x {args.iterations} iterations",
+        f"python bench/queue_overhead.py --size {args.size} --iterations {args.iterations}{flag}",
+        [machine_line(), "", *rows],
+    )
+
+
+if __name__ == "__main__":
+    main()
