@@ -1,6 +1,6 @@
 """Benchmark 1: seconds per iteration, engine vs the seed-style reference, same process.
 
-    python bench/per_iteration.py [--sizes 128,256,384] [--iterations 10]
+    python -m bench.per_iteration [--sizes 128,256,384] [--iterations 10]
 
 Both run Adam (one forward+backward per iteration) on the same images and weights; the table
 prints the ratio engine/reference and appends to bench/RESULTS.md.
@@ -68,7 +68,7 @@ def main() -> None:
         print(rows[-1], flush=True)
     append_result(
         "Per-iteration time, engine vs seed-style reference (Adam, CPU)",
-        f"python bench/per_iteration.py --sizes {args.sizes} --iterations {args.iterations}",
+        f"python -m bench.per_iteration --sizes {args.sizes} --iterations {args.iterations}",
         [machine_line(), "", *rows],
     )
 

@@ -1,6 +1,6 @@
 """Benchmark 3: the same job through the whole pipeline and through the engine directly.
 
-    python bench/queue_overhead.py [--size 128] [--iterations 200] [--production]
+    python -m bench.queue_overhead [--size 128] [--iterations 200] [--production]
 
 The pipeline run is wall time from POST /v1/jobs to the client seeing `succeeded` (API under
 gunicorn, a worker process, the broker, SQL and storage), after a warm-up job so the worker
@@ -69,7 +69,7 @@ def main() -> None:
     flag = " --production" if args.production else ""
     append_result(
         f"Queue overhead, {args.size} px x {args.iterations} iterations",
-        f"python bench/queue_overhead.py --size {args.size} --iterations {args.iterations}{flag}",
+        f"python -m bench.queue_overhead --size {args.size} --iterations {args.iterations}{flag}",
         [machine_line(), "", *rows],
     )
 
