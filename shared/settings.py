@@ -34,6 +34,7 @@ class Settings(BaseSettings):
 
     # Worker behaviour
     progress_interval_s: float = Field(default=1.0, description="least time between progress writes to SQL")
+    event_interval_s: float = Field(default=0.25, description="least time between live progress events")
     cancel_poll_s: float = Field(default=0.5, description="how often a running job checks for a cancel request")
     lease_seconds: float = Field(default=60.0, description="a worker that stops renewing loses its job after this")
     db_retry_s: float = Field(default=300.0, description="how long a worker retries a final write while SQL is down")

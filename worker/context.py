@@ -9,6 +9,7 @@ import torch
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared.database import make_engine, make_sessionmaker
+from shared.events import EventPublisher, make_publisher
 from shared.settings import Settings, get_settings
 from shared.storage import Storage, make_storage
 from worker.engine import GramCache
@@ -23,6 +24,7 @@ class WorkerContext:
     storage: Storage
     device: str
     gram_cache: GramCache  # style Gram targets shared by this process's jobs
+    events: EventPublisher  # live status/progress/snapshot events for streams
 
 
 def resolve_device(setting: str) -> str:
@@ -40,6 +42,7 @@ def build_context(settings: Settings) -> WorkerContext:
         storage=make_storage(settings.resolved_storage_url()),
         device=resolve_device(settings.device),
         gram_cache=GramCache(settings.gram_cache_entries),
+        events=make_publisher(settings),
     )
 
 

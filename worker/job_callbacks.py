@@ -50,6 +50,7 @@ class JobCallbacks(Callbacks):
         self.cancel_requested = False
         self.started = time.monotonic()
         self._last_write = 0.0
+        self._last_event = 0.0
         self._last_check = 0.0
         self.latest: tuple[int, Losses] | None = None
 
@@ -62,10 +63,24 @@ class JobCallbacks(Callbacks):
         return (self.iterations - iteration) / rate
 
     def on_progress(self, iteration: int, losses: Losses) -> None:
-        """Keep the latest progress; write it to SQL at most once per progress interval."""
+        """Keep the latest progress; write it to SQL and publish it, each throttled."""
         self.latest = (iteration, losses)
-        if time.monotonic() - self._last_write >= self.ctx.settings.progress_interval_s:
+        now = time.monotonic()
+        if now - self._last_event >= self.ctx.settings.event_interval_s or iteration == self.iterations:
+            self._last_event = now
+            self.ctx.events.publish(self.job_id, "progress", self.progress_event(iteration, losses))
+        if now - self._last_write >= self.ctx.settings.progress_interval_s:
             self.write_progress()
+
+    def progress_event(self, iteration: int, losses: Losses) -> dict[str, object]:
+        """The payload of a progress event."""
+        return {
+            "iteration": iteration,
+            "iterations": self.iterations,
+            "percent": round(100.0 * iteration / self.iterations, 2),
+            "loss": losses.as_dict(),
+            "eta_seconds": self.eta_seconds(iteration),
+        }
 
     def write_progress(self) -> None:
         """Write the latest progress (a database error is logged; the next write catches up)."""
@@ -97,6 +112,7 @@ class JobCallbacks(Callbacks):
                 add_snapshot(session, self.job_id, iteration, key)
         except SQLAlchemyError as exc:
             log.warning("job %s: snapshot %d not recorded (%s)", self.job_id, iteration, exc)
+        self.ctx.events.publish(self.job_id, "snapshot", {"iteration": iteration})
         self.write_progress()
 
     def should_stop(self) -> bool:

@@ -50,6 +50,7 @@ def run_transfer(
                 session, job_id, owner, JobStatus.FAILED, error_code="worker_lost",
                 error_message=f"the job's worker died {job.attempts - 1} times; giving up",
             )  # fmt: skip
+            ctx.events.publish(job_id, "status", {"status": JobStatus.FAILED.value, "error": {"code": "worker_lost"}})
             return JobStatus.FAILED.value
         session.query(Job).filter(Job.id == job_id).update({"worker": worker_name, "device": ctx.device})
         if job.queue_seconds is None:
@@ -58,6 +59,8 @@ def run_transfer(
         session.commit()
         snapshot = latest_snapshot(session, job_id)
         params, content_key, style_keys = job.params, job.content_key, list(job.style_keys)
+        attempt = job.attempts
+    ctx.events.publish(job_id, "status", {"status": "running", "worker": worker_name, "attempt": attempt})
     started = time.monotonic()
     with LeaseHeartbeat(ctx.sessions, job_id, owner, ctx.settings.lease_seconds) as heartbeat:
         try:
@@ -99,11 +102,13 @@ def run_transfer(
     }
     if result.stopped and callbacks.cancel_requested:
         with_db_retry(ctx, lambda s: finish_job(s, job_id, owner, JobStatus.CANCELED, **metrics))
+        ctx.events.publish(job_id, "status", {"status": JobStatus.CANCELED.value})
         return JobStatus.CANCELED.value
     if result.stopped:  # shutdown: checkpoint where we are, give the job back, let another worker go on
         if result.iterations > start:
             callbacks.on_snapshot(result.iterations, result.image)
         with_db_retry(ctx, lambda s: hand_back(s, job_id, owner))
+        ctx.events.publish(job_id, "status", {"status": JobStatus.QUEUED.value, "reason": "worker_shutdown"})
         if requeue is not None:
             requeue(job_id)
         log.info("job %s: handed back at iteration %d for shutdown", job_id, result.iterations)
@@ -112,6 +117,7 @@ def run_transfer(
     with_db_retry(
         ctx, lambda s: finish_job(s, job_id, owner, JobStatus.SUCCEEDED, output_key=output_key(job_id), **metrics)
     )
+    ctx.events.publish(job_id, "status", {"status": JobStatus.SUCCEEDED.value})
     return JobStatus.SUCCEEDED.value
 
 
@@ -135,4 +141,7 @@ def with_db_retry(ctx: WorkerContext, write: Callable[[Session], bool]) -> bool:
 
 def _fail(ctx: WorkerContext, job_id: str, owner: str, code: str, message: str) -> str:
     with_db_retry(ctx, lambda s: finish_job(s, job_id, owner, JobStatus.FAILED, error_code=code, error_message=message))
+    ctx.events.publish(
+        job_id, "status", {"status": JobStatus.FAILED.value, "error": {"code": code, "message": message}}
+    )
     return JobStatus.FAILED.value
