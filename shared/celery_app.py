@@ -21,7 +21,12 @@ def make_celery(settings: Settings) -> Celery:
         folder = settings.broker_folder()
         folder.mkdir(parents=True, exist_ok=True)
         # polling_interval: the folder is polled; 0.2 s keeps a new job's start latency low.
-        transport_options.update(data_folder_in=str(folder), data_folder_out=str(folder), polling_interval=0.2)
+        transport_options.update(
+            data_folder_in=str(folder),
+            data_folder_out=str(folder),
+            control_folder=str(folder / "control"),  # kombu's default is ./control in the cwd
+            polling_interval=0.2,
+        )
     app.conf.update(
         broker_transport_options=transport_options,
         broker_connection_retry_on_startup=True,
