@@ -17,22 +17,32 @@ logger = logging.getLogger(__name__)
 # Codes for the HTTP errors Flask and Werkzeug raise themselves; others use their name.
 HTTP_ERROR_CODES: dict[int, str] = {
     400: "bad_request",
+    401: "unauthorized",
     404: "not_found",
     405: "method_not_allowed",
     413: "payload_too_large",
     415: "unsupported_media_type",
+    429: "rate_limited",  # flask-limiter's RateLimitExceeded
 }
 
 
 class ApiError(Exception):
     """An error the API answers on purpose, with its status, code and message."""
 
-    def __init__(self, status: int, code: str, message: str, details: list[dict[str, str]] | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        details: list[dict[str, str]] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.details = details
+        self.headers = headers or {}
 
 
 def not_found(what: str) -> ApiError:
@@ -60,8 +70,10 @@ def error_response(status: int, code: str, message: str, **extra: Any) -> Respon
 
 
 def handle_api_error(exc: ApiError) -> Response:
-    """An ApiError as its JSON body."""
-    return error_response(exc.status, exc.code, exc.message, details=exc.details)
+    """An ApiError as its JSON body, with its headers (WWW-Authenticate, Retry-After)."""
+    response = error_response(exc.status, exc.code, exc.message, details=exc.details)
+    response.headers.update(exc.headers)
+    return response
 
 
 def handle_http_exception(exc: HTTPException) -> Response:

@@ -10,6 +10,7 @@ import redis
 from flask import Blueprint, Response, jsonify
 from sqlalchemy import text
 
+from api.auth import public
 from api.context import Impasto, current_impasto
 from api.openapi import documented
 from api.schemas import Liveness, Readiness
@@ -23,6 +24,7 @@ BROKER_TIMEOUT_S = 1.0
 
 
 @bp.get("/healthz")
+@public
 @documented(responses={200: Liveness})
 def healthz() -> Response:
     """Liveness: the process serves requests."""
@@ -30,6 +32,7 @@ def healthz() -> Response:
 
 
 @bp.get("/readyz")
+@public
 @documented(responses={200: Readiness, 503: Readiness})
 def readyz() -> tuple[Response, int]:
     """Readiness: SQL answers SELECT 1 and the broker is reachable."""

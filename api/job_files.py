@@ -11,7 +11,8 @@ from api.errors import ApiError, not_found
 from api.jobs import find_job
 from api.openapi import documented
 from api.schemas import ErrorBody
-from shared.models import JobSnapshot
+from shared.job_params import MAX_JOB_ITERATIONS
+from shared.models import Job, JobSnapshot
 
 logger = logging.getLogger(__name__)
 
@@ -30,21 +31,32 @@ def png_response(key: str, filename: str) -> Response:
     return response
 
 
+def check_not_expired(job: Job) -> None:
+    """410 `expired` once the retention pass has deleted the job's images (shared/retention.py)."""
+    if job.expired_at is not None:
+        raise ApiError(410, "expired", "the job's images were deleted after the retention period")
+
+
 @bp.get("/<job_id>/output")
-@documented(responses={200: "image/png", 404: ErrorBody, 409: ErrorBody})
+@documented(responses={200: "image/png", 404: ErrorBody, 409: ErrorBody, 410: ErrorBody})
 def get_output(job_id: str) -> Response:
     """The final image (PNG); 409 until the job has succeeded."""
     job = find_job(job_id)
+    check_not_expired(job)
     if job.output_key is None:
         raise ApiError(409, "output_not_ready", f"job is {job.status} and has no output yet")
     return png_response(job.output_key, f"{job.id}.png")
 
 
 @bp.get("/<job_id>/intermediates/<int:iteration>")
-@documented(responses={200: "image/png", 404: ErrorBody})
+@documented(responses={200: "image/png", 404: ErrorBody, 410: ErrorBody})
 def get_intermediate(job_id: str, iteration: int) -> Response:
     """The snapshot taken at one iteration (PNG)."""
     job = find_job(job_id)
+    check_not_expired(job)
+    # No snapshot lies past the last iteration; a larger number would overflow SQL's integer.
+    if iteration > MAX_JOB_ITERATIONS:
+        raise not_found(f"snapshot at iteration {iteration}")
     snapshot = db_session().get(JobSnapshot, (job.id, iteration))
     if snapshot is None:
         raise not_found(f"snapshot at iteration {iteration}")

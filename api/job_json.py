@@ -69,6 +69,9 @@ def job_model(job: Job) -> schemas.Job:
             # is fixed by the HTTP contract, so it is built rather than looked up.
             events=f"{self_url}/events",
         ),
+        expired=job.expired_at is not None,
+        webhook=job.webhook_url,
+        webhook_events_filter=job.webhook_events,
     )
 
 

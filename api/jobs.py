@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import math
+import time
+from typing import Any
+
 from flask import Blueprint, Response, jsonify, request, url_for
 from pydantic import ValidationError
 from sqlalchemy import and_, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
-from api.context import current_impasto, db_session
+from api.auth import current_key_id
+from api.context import close_db_session, current_impasto, db_session
 from api.errors import ApiError, not_found, validation_details
 from api.images import CheckedImage
 from api.job_json import job_json
 from api.openapi import documented
 from api.pagination import ListQuery, encode_cursor, is_uuid
+from api.quota import check_active_jobs
 from api.schemas import ErrorBody, JobList, JobSubmission
 from api.schemas import Job as JobSchema
 from api.submission import read_submission
@@ -24,20 +30,30 @@ from shared.jobs import request_cancel
 from shared.models import IdempotencyKey, Job
 from shared.status import JobStatus
 from shared.storage import Storage, job_prefix, upload_key
-from shared.task_names import TRANSFER_QUEUE
 
 bp = Blueprint("jobs", __name__, url_prefix="/v1/jobs")
+
+PREFER_WAIT_POLL_S = 0.25  # how often a POST held by Prefer: wait re-reads the job
 
 
 @bp.post("")
 @documented(
-    responses={202: JobSchema, 400: ErrorBody, 413: ErrorBody, 415: ErrorBody, 422: ErrorBody},
+    responses={
+        201: JobSchema,
+        202: JobSchema,
+        400: ErrorBody,
+        409: ErrorBody,
+        413: ErrorBody,
+        415: ErrorBody,
+        422: ErrorBody,
+    },
     form=JobSubmission,
 )
 def create_job() -> tuple[Response, int, dict[str, str]]:
     """Submit a job: a content image, style images and optional params (Idempotency-Key honoured)."""
     impasto = current_impasto()
-    idempotency_key = read_idempotency_key()
+    owner = current_key_id()
+    idempotency_key = read_idempotency_key(owner)
     submission = read_submission(request, impasto.settings)
     content_key = upload_key(submission.content.data, submission.content.extension)
     style_keys = [upload_key(style.data, style.extension) for style in submission.styles]
@@ -46,9 +62,15 @@ def create_job() -> tuple[Response, int, dict[str, str]]:
     session = db_session()
     if idempotency_key is not None and (earlier := find_key(session, idempotency_key)) is not None:
         return replay(earlier, fingerprint)
+    check_active_jobs(session, owner, impasto.settings.max_active_jobs)
     for image in (submission.content, *submission.styles):
         store_upload(impasto.storage, image)
-    job = insert_job(session, params=params, content_key=content_key, style_keys=style_keys, queue=TRANSFER_QUEUE)
+    job = insert_job(session, params=params, content_key=content_key, style_keys=style_keys, queue=submission.queue)
+    # Owned before the commit, in the same transaction: no other transaction ever sees the job
+    # without its owner. (shared.jobs.create_job takes no owner, so this is an UPDATE of the
+    # flushed row.)
+    job.owner_key_id = owner
+    job.webhook_url, job.webhook_events = submission.webhook, submission.webhook_events
     if idempotency_key is not None:
         remember_key(session, idempotency_key, fingerprint, job.id, impasto.settings.idempotency_ttl_s)
     try:
@@ -64,15 +86,62 @@ def create_job() -> tuple[Response, int, dict[str, str]]:
     # job stays queued in SQL (enqueue_job logs it) and the reconciler sends it later; a 5xx
     # here would make the client retry and submit a second job.
     enqueue_job(impasto.celery, session, job.id, job.queue)
-    return jsonify(job_json(job)), 202, {"Location": url_for("jobs.get_job", job_id=job.id)}
+    headers = {"Location": url_for("jobs.get_job", job_id=job.id)}
+    wait_s = preferred_wait(impasto.settings.prefer_wait_max_s)
+    if wait_s is None:
+        return jsonify(job_json(job)), 202, headers
+    job_id = job.id
+    close_db_session()  # no pooled connection is held while the request waits
+    body = wait_for_job(job_id, wait_s)
+    headers["Preference-Applied"] = f"wait={format_seconds(wait_s)}"
+    # 201: the job is done and its outputs exist; 202: still queued or running, as without Prefer.
+    return jsonify(body), 201 if JobStatus(body["status"]).finished else 202, headers
 
 
-def read_idempotency_key() -> str | None:
-    """The Idempotency-Key header, if sent; 400 if it is empty or too long."""
+def preferred_wait(cap_s: float) -> float | None:
+    """Seconds asked by a `Prefer: wait=N` header (RFC 7240), capped; None when not asked."""
+    for preference in ",".join(request.headers.getlist("Prefer")).split(","):
+        name, _, value = preference.strip().partition("=")
+        if name.strip().lower() == "wait":
+            try:
+                seconds = float(value.strip().strip('"'))
+            except ValueError:
+                return None  # RFC 7240: a preference the server cannot understand is ignored
+            return min(max(seconds, 0.0), cap_s) if math.isfinite(seconds) else None
+    return None
+
+
+def format_seconds(seconds: float) -> str:
+    """A wait as the header writes it: 5, not 5.0."""
+    return str(int(seconds)) if seconds == int(seconds) else str(seconds)
+
+
+def wait_for_job(job_id: str, wait_s: float) -> dict[str, Any]:
+    """The job JSON once finished or after `wait_s`, polling SQL in short sessions."""
+    impasto = current_impasto()
+    deadline = time.monotonic() + wait_s
+    while True:
+        with impasto.sessions() as session:
+            job = session.get(Job, job_id, options=[selectinload(Job.snapshots)])
+            assert job is not None  # just created, and only a finished job can be deleted
+            body = job_json(job)
+        remaining = deadline - time.monotonic()
+        if JobStatus(body["status"]).finished or remaining <= 0:
+            return body
+        time.sleep(min(PREFER_WAIT_POLL_S, remaining))
+
+
+def read_idempotency_key(owner: str) -> str | None:
+    """The Idempotency-Key header scoped to the caller's API key, if sent; 400 if empty or too long."""
     key = request.headers.get("Idempotency-Key")
-    if key is not None and not 0 < len(key) <= MAX_KEY_LENGTH:
-        raise ApiError(400, "bad_request", f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} characters")
-    return key
+    if key is None:
+        return None
+    # Printable ASCII, as the header's draft standard (a structured-field string) says; a NUL
+    # byte would also make PostgreSQL refuse the row.
+    if not 0 < len(key) <= MAX_KEY_LENGTH or not all(" " <= char <= "~" for char in key):
+        raise ApiError(400, "bad_request", f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} printable ASCII characters")
+    # Stored as "<key id>:<key>": two API keys' "abc" are two records. Key ids hold no ':'.
+    return f"{owner}:{key}"
 
 
 def replay(earlier: IdempotencyKey, fingerprint: str) -> tuple[Response, int, dict[str, str]]:
@@ -95,12 +164,13 @@ def store_upload(storage: Storage, image: CheckedImage) -> str:
 
 
 def find_job(job_id: str) -> Job:
-    """The job with this id, or a 404."""
+    """The caller's job with this id, or a 404: another key's job is answered as a missing one."""
     # Ids are UUIDs; anything else cannot match, and some strings (a NUL byte) would make
     # PostgreSQL raise instead of finding nothing.
     if not is_uuid(job_id):
         raise not_found("job")
-    job = db_session().get(Job, job_id)
+    # One query for both conditions: another key's job and a missing one take the same path.
+    job = db_session().scalars(select(Job).where(Job.id == job_id, Job.owner_key_id == current_key_id())).first()
     if job is None:
         raise not_found("job")
     return job
@@ -123,7 +193,12 @@ def list_jobs() -> Response:
         details = validation_details(exc, root="query")
         message = "invalid query: " + "; ".join(f"{d['field']}: {d['message']}" for d in details)
         raise ApiError(422, "invalid_query", message, details) from exc
-    statement = select(Job).options(selectinload(Job.snapshots)).order_by(Job.created_at.desc(), Job.id.desc())
+    statement = (
+        select(Job)
+        .where(Job.owner_key_id == current_key_id())
+        .options(selectinload(Job.snapshots))
+        .order_by(Job.created_at.desc(), Job.id.desc())
+    )
     if query.status is not None:
         statement = statement.where(Job.status == query.status.value)
     position = query.position()

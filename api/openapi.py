@@ -13,6 +13,7 @@ from flask import Blueprint, Flask, Response, current_app, jsonify, render_templ
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
+from api.auth import is_public, public
 from api.schemas import ErrorBody
 from shared.job_params import JobParams
 
@@ -32,6 +33,17 @@ PATH_ARGUMENT = re.compile(r"<(?:(?P<converter>\w+)(?:\([^)]*\))?:)?(?P<name>\w+
 View = TypeVar("View", bound=Callable[..., Any])
 # A response is a pydantic model (JSON), a media type (other bodies), or None (no body).
 ResponseSpec = type[BaseModel] | str | None
+# Every operation needs `Authorization: Bearer <key>` unless it says `security: []` (public views).
+SECURITY_SCHEME = "bearerAuth"
+SECURITY_SCHEMES: dict[str, Any] = {
+    SECURITY_SCHEME: {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "an API key from `impasto keys create` (imp_...)",
+    }
+}
+# What any authenticated operation may also answer: no or a bad key, or over its rate limit.
+AUTHENTICATED_RESPONSES: dict[int, ResponseSpec] = {401: ErrorBody, 429: ErrorBody}
 
 
 @dataclass(frozen=True)
@@ -95,15 +107,18 @@ def build_spec(app: Flask) -> dict[str, Any]:
         operation = operation_of(view)
         if operation.query is not None:
             parameters += query_parameters(schemas[model_name(refs, operation.query, "validation")])
+        extra = {} if is_public(view) else AUTHENTICATED_RESPONSES
         entry: dict[str, Any] = {
             "operationId": rule.endpoint.replace(".", "_"),
             "summary": summary_of(view),
             "tags": [rule.endpoint.split(".", 1)[0]],
             "responses": {
                 str(status): response_object(status, spec, refs)
-                for status, spec in {**operation.responses, 500: ErrorBody}.items()
+                for status, spec in sorted({**operation.responses, **extra, 500: ErrorBody}.items())
             },
         }
+        if is_public(view):
+            entry["security"] = []  # overrides the document's default: no key needed
         if parameters:
             entry["parameters"] = parameters
         if operation.form is not None:
@@ -121,7 +136,8 @@ def build_spec(app: Flask) -> dict[str, Any]:
         "openapi": OPENAPI_VERSION,
         "info": {"title": "impasto", "version": API_VERSION, "description": "Neural style transfer jobs."},
         "paths": paths,
-        "components": {"schemas": schemas},
+        "components": {"schemas": schemas, "securitySchemes": SECURITY_SCHEMES},
+        "security": [{SECURITY_SCHEME: []}],
     }
 
 
@@ -175,6 +191,7 @@ def response_object(status: int, spec: ResponseSpec, refs: dict[RefKey, dict[str
 
 
 @bp.get("/openapi.json")
+@public
 @documented(responses={200: "application/json"})
 def get_openapi() -> Response:
     """The OpenAPI 3.1 document of this API."""
@@ -188,11 +205,13 @@ table{border-collapse:collapse;width:100%;margin-bottom:2rem}td,th{border:1px so
 text-align:left;vertical-align:top}code{font-size:90%}</style></head><body>
 <h1>impasto API v{{ spec.info.version }}</h1>
 <p>{{ spec.info.description }} Machine-readable: <a href="{{ spec_url }}">openapi.json</a>.</p>
+<p>Send <code>Authorization: Bearer &lt;API key&gt;</code> (from <code>impasto keys create</code>) to every
+endpoint marked "key".</p>
 <h2>Endpoints</h2>
-<table><tr><th>method</th><th>path</th><th>summary</th><th>responses</th></tr>
+<table><tr><th>method</th><th>path</th><th>summary</th><th>key</th><th>responses</th></tr>
 {% for path, methods in spec.paths.items() %}{% for method, op in methods.items() %}
 <tr><td><code>{{ method|upper }}</code></td><td><code>{{ path }}</code></td><td>{{ op.summary }}</td>
-<td>{{ op.responses|join(", ") }}</td></tr>{% endfor %}{% endfor %}
+<td>{{ "" if op.security == [] else "key" }}</td><td>{{ op.responses|join(", ") }}</td></tr>{% endfor %}{% endfor %}
 </table>
 <h2>Job parameters (<code>params</code>)</h2>
 <table><tr><th>name</th><th>default</th><th>description</th></tr>
@@ -204,6 +223,7 @@ text-align:left;vertical-align:top}code{font-size:90%}</style></head><body>
 
 
 @bp.get("/docs")
+@public
 @documented(responses={200: "text/html"})
 def get_docs() -> str:
     """A readable page of the API, rendered from the OpenAPI document."""

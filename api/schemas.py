@@ -87,6 +87,9 @@ class Job(BaseModel):
     cancel_requested: bool = Field(description="a cancel was asked for; a running job stops soon")
     metrics: Metrics
     urls: JobUrls
+    expired: bool = Field(False, description="images deleted after the retention period; their URLs answer 410")
+    webhook: str | None = Field(None, description="URL that gets signed job events; null: none")
+    webhook_events_filter: list[str] | None = Field(None, description="the events the webhook gets")
 
 
 class JobList(BaseModel):
@@ -138,3 +141,7 @@ class JobSubmission(BaseModel):
     content: bytes = Field(description="the content image: JPEG, PNG or WebP")
     style: list[bytes] = Field(min_length=1, description="one or more style images; repeat the field")
     params: JobParams | None = Field(None, description="a JSON object string; omitted keys take defaults")
+    webhook: str | None = Field(None, description="http(s) URL that gets signed start/snapshot/completed events")
+    webhook_events_filter: list[str] | None = Field(
+        None, description="events the webhook gets: start, snapshot, completed (default: all); repeat or comma-separate"
+    )

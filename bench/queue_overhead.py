@@ -52,7 +52,7 @@ def main() -> None:
         tempfile.TemporaryDirectory() as data_dir,
         EmbeddedStack(Path(data_dir), free_port(), env=env, quiet=True) as stack,
     ):
-        client = ApiClient(stack.url)
+        client = ApiClient(stack.url, api_key=stack.api_key)
         pipeline_seconds(client, {"size": 32, "iterations": 2})  # warm-up: the worker loads VGG19
         pipeline = pipeline_seconds(client, params)
     stylize(CONTENT, [STYLE], StyleParams(size=32, iterations=2))  # warm-up

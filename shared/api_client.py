@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -80,9 +80,64 @@ class ApiClient:
                 raise TimeoutError(f"job {job_id} still {job['status']} after {timeout_s} s")
             time.sleep(poll_s)
 
+    def events(self, job_id: str, last_event_id: str | None = None) -> Iterator[tuple[str, dict[str, Any], str | None]]:
+        """GET /v1/jobs/{id}/events: (event, data, id) until the stream ends."""
+        headers = {"Accept": "text/event-stream"}
+        if last_event_id:
+            headers["Last-Event-ID"] = last_event_id
+        url = f"{self.base_url}/v1/jobs/{job_id}/events"
+        # The read timeout outlasts the server's 15 s heartbeat; a silent stream is a dead one.
+        with self.session.get(url, headers=headers, stream=True, timeout=(self.timeout, 60)) as response:
+            self._check(response)
+            lines = (line.decode() if isinstance(line, bytes) else line for line in response.iter_lines())
+            yield from parse_sse(lines)
+
+    def follow(
+        self, job_id: str, on_update: Callable[[dict[str, Any]], None] | None = None, timeout_s: float | None = None
+    ) -> dict[str, Any]:
+        """Follow the event stream until the job ends, reconnecting with Last-Event-ID; polls if
+        the stream cannot be read (an old server, a proxy that buffers). Returns the final job."""
+        last_id: str | None = None
+        for _attempt in range(5):
+            try:
+                for event, data, event_id in self.events(job_id, last_id):
+                    last_id = event_id or last_id
+                    if event == "completed":
+                        if on_update:
+                            on_update(data)
+                        return data
+                    if on_update and event == "status" and "job" in data:
+                        on_update(data["job"])
+                    elif on_update and event == "progress":
+                        on_update({"status": "running", "progress": data})
+            except (requests.RequestException, ValueError):
+                time.sleep(0.5)
+        return self.wait(job_id, on_update, timeout_s=timeout_s)
+
     def ready(self) -> bool:
         """True when /readyz answers 200."""
         try:
             return self.session.get(f"{self.base_url}/readyz", timeout=2).status_code == 200
         except requests.RequestException:
             return False
+
+
+def parse_sse(lines: Iterable[str]) -> Iterator[tuple[str, dict[str, Any], str | None]]:
+    """Server-Sent Events from text lines: (event, JSON data, id); comments are skipped."""
+    event, data, event_id = "message", "", None
+    for line in lines:
+        if not line:
+            if data:
+                yield event, json.loads(data), event_id
+            event, data, event_id = "message", "", None
+        elif line.startswith(":"):
+            continue
+        else:
+            name, _, value = line.partition(":")
+            value = value.removeprefix(" ")
+            if name == "event":
+                event = value
+            elif name == "data":
+                data = f"{data}\n{value}" if data else value
+            elif name == "id":
+                event_id = value

@@ -10,14 +10,24 @@ import click
 from tqdm import tqdm
 
 from shared.api_client import ApiClient, ApiError
+from shared.local_key import client_api_key
 from shared.settings import get_settings
 
 url_option = click.option("--url", envvar="IMPASTO_URL", default=None, help="API base URL (IMPASTO_URL)")
 
 
-def client_for(url: str | None) -> ApiClient:
-    """A client for --url, IMPASTO_URL or the default local address."""
-    return ApiClient(url or get_settings().url)
+def client_for(url: str | None, api_key: str | None = None) -> ApiClient:
+    """A client for --url, IMPASTO_URL or the default local address, with `api_key`, else
+    IMPASTO_API_KEY, else the key `impasto up` left in IMPASTO_DATA_DIR/local-api-key."""
+    settings = get_settings()
+    return ApiClient(url or settings.url, api_key=api_key or client_api_key(settings))
+
+
+def explain(exc: ApiError) -> str:
+    """The API's error, with a hint where the fix is on this side (the key)."""
+    if exc.status == 401:
+        return f"{exc} (send a key: set IMPASTO_API_KEY, or use the IMPASTO_DATA_DIR that `impasto up` uses)"
+    return str(exc)
 
 
 def parse_param(text: str) -> tuple[str, Any]:
@@ -32,16 +42,17 @@ def parse_param(text: str) -> tuple[str, Any]:
 
 
 def follow(client: ApiClient, job: dict[str, Any]) -> dict[str, Any]:
-    """Show a progress bar until the job ends; returns the final job."""
+    """Show a progress bar, fed by the job's event stream, until the job ends; returns the final job."""
     with tqdm(total=job["params"]["iterations"], unit="it", desc=job["id"][:8]) as bar:
 
         def update(current: dict[str, Any]) -> None:
             progress = current["progress"]
             bar.update(progress["iteration"] - bar.n)
             loss = progress.get("loss") or {}
-            bar.set_postfix(status=current["status"], loss=f"{loss.get('total', 0):.3g}")
+            bar.set_postfix(status=current["status"], loss=f"{(loss.get('total') or 0):.3g}")
 
-        return client.wait(job["id"], update)
+        # The event stream pushes every progress step; the client polls only if it cannot be read.
+        return client.follow(job["id"], update)
 
 
 def download_outputs(client: ApiClient, job: dict[str, Any], out: Path) -> list[Path]:
@@ -73,7 +84,7 @@ def submit(
             return
         job = follow(client, job)
     except ApiError as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise click.ClickException(explain(exc)) from exc
     if job["status"] != "succeeded":
         raise click.ClickException(f"job {job['status']}: {job.get('error')}")
     for path in download_outputs(client, job, out or Path(f"{job['id']}.png")):
@@ -88,7 +99,7 @@ def status(job_id: str, url: str | None) -> None:
     try:
         click.echo(json.dumps(client_for(url).get(job_id), indent=2))
     except ApiError as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise click.ClickException(explain(exc)) from exc
 
 
 @click.command()
@@ -99,5 +110,5 @@ def cancel(job_id: str, url: str | None) -> None:
     try:
         job = client_for(url).cancel(job_id)
     except ApiError as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise click.ClickException(explain(exc)) from exc
     click.echo(f"{job['id']}: {job['status']}{' (cancel requested)' if job.get('cancel_requested') else ''}")

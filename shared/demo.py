@@ -39,7 +39,7 @@ def demo(out_dir: Path, style: str) -> None:
     started = time.monotonic()
     click.echo(f"starting the embedded stack (data in {out_dir / 'data'})")
     with EmbeddedStack(out_dir / "data", free_port(), quiet=True) as stack:
-        client = client_for(stack.url)
+        client = client_for(stack.url, stack.api_key)
         try:
             job = client.submit(SAMPLES / "chelsea.jpg", [SAMPLES / style], DEMO_PARAMS)
             click.echo(f"submitted job {job['id']}: {DEMO_PARAMS}")

@@ -1,4 +1,4 @@
-"""SQL tables: jobs, their status history and their snapshots."""
+"""SQL tables: API keys, jobs, their status history and their snapshots, idempotency keys."""
 
 from __future__ import annotations
 
@@ -26,6 +26,19 @@ class Base(DeclarativeBase):
     """Declarative base for impasto's tables."""
 
 
+class ApiKey(Base):
+    """A client's API key: its public id and a hash of the whole key, never the key itself."""
+
+    __tablename__ = "api_keys"
+
+    # The non-secret part of the key (imp_<id>_<secret>), so a request's key is found by primary key.
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(255))
+    secret_hash: Mapped[str] = mapped_column(String(64))  # sha256 hex of the whole key (see shared.api_keys)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
 class Job(Base):
     """One style-transfer job: what was asked, where it stands, and what it produced."""
 
@@ -33,6 +46,8 @@ class Job(Base):
     __table_args__ = (
         Index("ix_jobs_status_created", "status", "created_at"),
         Index("ix_jobs_status_enqueued", "status", "enqueued_at"),
+        Index("ix_jobs_owner_created", "owner_key_id", "created_at"),
+        Index("ix_jobs_owner_status", "owner_key_id", "status"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_job_id)
@@ -44,9 +59,18 @@ class Job(Base):
     content_key: Mapped[str] = mapped_column(String(255))
     style_keys: Mapped[list[str]] = mapped_column(JSON)
     queue: Mapped[str] = mapped_column(String(64))
+    # The API key that submitted the job; every API query is scoped to it. NULL for jobs made
+    # before keys existed (no key sees those) and for jobs made outside the API (tests, tools).
+    owner_key_id: Mapped[str | None] = mapped_column(ForeignKey("api_keys.id", name="fk_jobs_owner_key_id_api_keys"))
     # When a message for this job was last handed to the broker; the reconciler re-sends
     # queued jobs whose message is older than its grace period (lost to a flushed Redis).
     enqueued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    # Webhook: where job events are POSTed (shared/webhooks.py) and which ones; NULL: none.
+    webhook_url: Mapped[str | None] = mapped_column(Text)
+    webhook_events: Mapped[list[str] | None] = mapped_column(JSON)
+    # When the retention pass deleted the job's images; the row stays, its image URLs answer 410.
+    expired_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     # Progress, written by the worker (throttled).
     iteration: Mapped[int] = mapped_column(Integer, default=0)
@@ -113,7 +137,8 @@ class IdempotencyKey(Base):
 
     __tablename__ = "idempotency_keys"
 
-    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    # "<api key id>:<client's Idempotency-Key>", so two API keys' "abc" are different records.
+    key: Mapped[str] = mapped_column(String(300), primary_key=True)
     request_hash: Mapped[str] = mapped_column(String(64))
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)

@@ -5,8 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Image formats the engine reads and is tested with (Pillow's names).
+UPLOAD_FORMATS = ("JPEG", "PNG", "WEBP")
 
 
 class Settings(BaseSettings):
@@ -22,6 +25,9 @@ class Settings(BaseSettings):
     broker_url: str | None = None
     # Image store; default: file://data_dir/storage. Production: a store every machine sees.
     storage_url: str | None = None
+    # Endpoint of an S3-compatible store for s3://bucket/prefix storage (MinIO, Ceph...); default: AWS S3.
+    # Credentials come from the usual AWS variables (AWS_ACCESS_KEY_ID, ...) or the instance's role.
+    s3_endpoint_url: str | None = None
     # Where client commands (submit, status, cancel) find the API.
     url: str = "http://127.0.0.1:8000"
 
@@ -29,8 +35,34 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(default=30 * 1024 * 1024, description="whole request body limit")
     max_image_pixels: int = Field(default=40_000_000, description="refuse images above this before decoding")
     max_styles: int = Field(default=4, description="style images per job")
+    allowed_image_formats: tuple[str, ...] = Field(
+        default=("JPEG", "PNG", "WEBP"),
+        description="upload formats accepted, a subset of JPEG, PNG, WEBP (e.g. drop one during a decoder advisory)",
+    )
+    max_output_pixels: int = Field(
+        default=2048 * 2048, description="refuse jobs whose output (params.size at the content's aspect) exceeds this"
+    )
+
+    # API keys and abuse limits
+    rate_limit: str = Field(
+        default="600 per minute", description="requests per API key, flask-limiter notation ('100/minute;10/second')"
+    )
+    rate_limit_storage_url: str | None = Field(
+        default=None, description="rate-limit counters; default: the broker's Redis, or memory:// for the embedded one"
+    )
+    max_active_jobs: int = Field(default=20, description="queued plus running jobs one API key may have at once")
+    # What client commands (submit, status, cancel) send; default: data_dir/local-api-key, made by `impasto up`.
+    api_key: SecretStr | None = Field(default=None, description="API key the client commands send (IMPASTO_API_KEY)")
 
     idempotency_ttl_s: float = Field(default=24 * 3600, description="how long an Idempotency-Key is remembered")
+
+    # Live job watching (GET /v1/jobs/{id}/events, Prefer: wait)
+    sse_heartbeat_s: float = Field(default=15.0, description="time between SSE comment lines that keep proxies open")
+    sse_poll_s: float = Field(default=0.5, description="how often an event stream polls SQL without Redis")
+    sse_sql_check_s: float = Field(
+        default=5.0, description="how often a Redis-fed stream re-reads SQL, in case an event was lost"
+    )
+    prefer_wait_max_s: float = Field(default=60.0, description="longest a POST /v1/jobs with Prefer: wait=N is held")
 
     # Worker behaviour
     progress_interval_s: float = Field(default=1.0, description="least time between progress writes to SQL")
@@ -43,6 +75,16 @@ class Settings(BaseSettings):
     device: str = Field(default="auto", description="torch device for the worker: auto, cpu, cuda, cuda:N")
     weights: str = Field(default="original", description="VGG19 weights: original, torchvision or a file path")
     worker_name: str | None = Field(default=None, description="name recorded on jobs; default: Celery's node name")
+    worker_metrics_port: int = Field(
+        default=0, description="Prometheus port of a worker process (child N of `worker --gpus`: port+N); 0 = off"
+    )
+
+    # Size classes: a job goes to the queue of the smallest class that holds its output pixels.
+    small_job_max_pixels: int = Field(
+        default=1024 * 1024,
+        description="output pixels up to which a job is small (queue `transfer`); larger ones, up to "
+        "max_output_pixels, are large (queue `transfer.large`) and need a worker with more GPU memory",
+    )
 
     # Reconciler
     reconcile_interval_s: float = Field(default=10.0, description="time between reconciler passes")
@@ -56,12 +98,40 @@ class Settings(BaseSettings):
         default=60.0, description="SIGTERM to exit bound for a worker; deploy grace periods must exceed it"
     )
 
+    # Webhooks (shared/webhooks.py): signed POSTs of job events, delivered from the `webhooks` queue.
+    webhook_secret: SecretStr | None = Field(
+        default=None, description="HMAC key that signs webhooks (IMPASTO_WEBHOOK_SECRET); unset: webhooks are refused"
+    )
+    webhook_allow_private: bool = Field(
+        default=False, description="allow webhook URLs on private, loopback or link-local addresses (tests, LANs)"
+    )
+    webhook_timeout_s: float = Field(default=10.0, description="time limit of one webhook delivery attempt")
+    webhook_max_retries: int = Field(default=8, description="retries of a failed webhook delivery before it is dropped")
+    webhook_backoff_s: float = Field(default=2.0, description="wait before the first retry; doubles each retry")
+    webhook_backoff_max_s: float = Field(default=600.0, description="cap on the wait between webhook retries")
+    webhook_concurrency: int = Field(default=8, description="threads of `impasto webhook-worker`")
+
+    # Retention (shared/retention.py, run by the reconciler)
+    retention_s: float = Field(
+        default=7 * 24 * 3600.0, description="a finished job's images are deleted this long after it finished"
+    )
+
     # Celery
     visibility_timeout_s: int = Field(
         default=6 * 3600,
         description="Redis redelivers an unacked message after this; longer than any job, since "
         "a crashed worker's job is recovered by lease expiry, not by redelivery",
     )
+
+    @field_validator("allowed_image_formats")
+    @classmethod
+    def _known_formats(cls, values: tuple[str, ...]) -> tuple[str, ...]:
+        # The engine is tested with these three only; a deployment may narrow the list, not widen it.
+        formats = tuple(value.upper() for value in values)
+        unknown = sorted(set(formats) - set(UPLOAD_FORMATS))
+        if unknown or not formats:
+            raise ValueError(f"allowed_image_formats must be a non-empty subset of {', '.join(UPLOAD_FORMATS)}")
+        return formats
 
     def resolved_database_url(self) -> str:
         """The database URL, defaulting to a SQLite file in data_dir."""
@@ -74,6 +144,18 @@ class Settings(BaseSettings):
     def resolved_storage_url(self) -> str:
         """The storage URL, defaulting to a folder in data_dir."""
         return self.storage_url or f"file://{(self.data_dir / 'storage').resolve()}"
+
+    def resolved_rate_limit_storage_url(self) -> str:
+        """Where rate-limit counters live: shared Redis when the broker is Redis, else this process's memory."""
+        if self.rate_limit_storage_url:
+            return self.rate_limit_storage_url
+        broker = self.resolved_broker_url()
+        # The embedded set-up serves from one gunicorn process, so in-memory counters are exact there.
+        return broker if broker.startswith(("redis://", "rediss://")) else "memory://"
+
+    def local_api_key_path(self) -> Path:
+        """The file where `impasto up` leaves its local API key for the client commands."""
+        return (self.data_dir / "local-api-key").resolve()
 
     def broker_folder(self) -> Path:
         """The embedded broker's message folder."""

@@ -15,6 +15,7 @@ import click
 from shared.api_client import ApiClient
 from shared.cli import gunicorn_command
 from shared.database import upgrade_database
+from shared.local_key import ensure_local_key
 from shared.settings import get_settings
 
 
@@ -28,14 +29,18 @@ class EmbeddedStack:
         self.env = {**os.environ, **(env or {}), "IMPASTO_DATA_DIR": str(self.data_dir), "IMPASTO_URL": self.url}
         self.quiet = quiet
         self.processes: list[subprocess.Popen[bytes]] = []
+        # The key clients of this stack send; set by start() (also saved in data_dir/local-api-key).
+        self.api_key: str | None = None
 
     def start(self, ready_timeout: float = 60.0) -> EmbeddedStack:
-        """Migrate the database, start both processes, wait until the API is ready."""
+        """Migrate the database, make or reuse the local API key, start the processes, wait until ready."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         settings = get_settings(data_dir=self.data_dir, database_url=self.env.get("IMPASTO_DATABASE_URL"))
         upgrade_database(settings)
+        self.api_key = ensure_local_key(settings)
         self._spawn("worker", [sys.executable, "-m", "shared.cli", "worker", "--name", "embedded@localhost"])
         self._spawn("reconcile", [sys.executable, "-m", "shared.cli", "reconcile"])
+        self._spawn("webhooks", [sys.executable, "-m", "shared.cli", "webhook-worker", "--concurrency", "2"])
         self._spawn("api", gunicorn_command("127.0.0.1", self.port, 1))
         client = ApiClient(self.url)
         deadline = time.monotonic() + ready_timeout
@@ -95,6 +100,8 @@ def up(port: int, data_dir: Path | None) -> None:
     stack = EmbeddedStack(data_dir or get_settings().data_dir, port)
     stack.start()
     click.echo(f"impasto is up at {stack.url} (data in {stack.data_dir}); Ctrl-C stops it")
+    key_file = get_settings(data_dir=stack.data_dir).local_api_key_path()
+    click.echo(f"its API key is in {key_file}; `impasto submit` finds it with the same IMPASTO_DATA_DIR")
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
         while True:

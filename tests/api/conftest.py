@@ -1,6 +1,6 @@
 """API fixtures: an app on each database (a SQLite file, PostgreSQL), a flushed Redis broker
-database, file storage in tmp_path, small Pillow-made images, and worker-side state changes
-made through shared.jobs, as a worker makes them."""
+database, file storage in tmp_path, small Pillow-made images, API keys and clients that send
+them, and worker-side state changes made through shared.jobs, as a worker makes them."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ from werkzeug.test import TestResponse
 
 from api import create_app
 from api.context import EXTENSION_KEY, Impasto
+from shared.api_keys import create_key
 from shared.database import upgrade_database
 from shared.jobs import add_snapshot, claim_job, finish_job
 from shared.models import Job
@@ -37,7 +38,7 @@ from tests.conftest import create_postgres_database, drop_postgres_database
 REDIS_URL = "redis://127.0.0.1:6379/13"
 # A port nothing listens on: a broker that is down.
 DEAD_BROKER_URL = "redis://127.0.0.1:1/0"
-TABLES = ("idempotency_keys", "job_snapshots", "job_status_history", "jobs")
+TABLES = ("idempotency_keys", "job_snapshots", "job_status_history", "jobs", "api_keys")  # children first
 WORKER_NAME = "gpu0@test-host"
 
 
@@ -84,9 +85,10 @@ def postgres_database() -> Iterator[str]:
 
 
 def truncate_postgres(url: str) -> None:
-    """Empty the job tables, keeping the schema."""
-    with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True) as conn:
-        conn.execute(f"TRUNCATE {', '.join(TABLES)}")
+    """Empty the tables, keeping the schema (DELETE: ten times faster than TRUNCATE on tables this small)."""
+    with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as conn:
+        for table in TABLES:  # children before the tables they point at
+            conn.execute(f"DELETE FROM {table}")
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -150,16 +152,41 @@ def app(make_app: Callable[..., Flask]) -> Flask:
     return make_app()
 
 
-@pytest.fixture
-def client(app: Flask) -> FlaskClient:
-    """A test client of the app."""
-    return app.test_client()
-
-
 def impasto_of(app: Flask) -> Impasto:
     """The app's SQL, storage and Celery parts."""
     impasto: Impasto = app.extensions[EXTENSION_KEY]
     return impasto
+
+
+def add_key(app: Flask, name: str = "test") -> str:
+    """A new API key in the app's database."""
+    with impasto_of(app).sessions() as session:
+        return create_key(session, name)[1]
+
+
+def keyed_client(app: Flask, key: str | None = None) -> FlaskClient:
+    """A test client that sends `key` (default: a new one) as its Bearer token on every request."""
+    client = app.test_client()
+    client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {key or add_key(app)}"
+    return client
+
+
+@pytest.fixture
+def api_key(app: Flask) -> str:
+    """The API key the default client sends."""
+    return add_key(app, "key-a")
+
+
+@pytest.fixture
+def client(app: Flask, api_key: str) -> FlaskClient:
+    """A test client of the app, authenticated with `api_key`."""
+    return keyed_client(app, api_key)
+
+
+@pytest.fixture
+def anonymous(app: Flask) -> FlaskClient:
+    """A test client that sends no Authorization header."""
+    return app.test_client()
 
 
 Submit = Callable[..., TestResponse]

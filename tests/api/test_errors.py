@@ -9,6 +9,8 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from tests.api.conftest import keyed_client
+
 
 def test_unknown_route_is_json_404(client: FlaskClient) -> None:
     """Routing errors are JSON too."""
@@ -42,7 +44,7 @@ def test_unhandled_error_is_500_without_traceback(app: Flask, caplog: pytest.Log
 
     app.add_url_rule("/test-explode", "explode", explode)
     with caplog.at_level(logging.ERROR):
-        response = app.test_client().get("/test-explode")
+        response = keyed_client(app).get("/test-explode")
     assert response.status_code == 500
     body = response.get_json()
     request_id = response.headers["X-Request-ID"]

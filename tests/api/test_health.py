@@ -9,7 +9,10 @@ from pathlib import Path
 from flask import Flask
 from flask.testing import FlaskClient
 
-from tests.api.conftest import DEAD_BROKER_URL, impasto_of
+from tests.api.conftest import DEAD_BROKER_URL, impasto_of, keyed_client
+
+# Well-formed, so the API has to ask the database about it.
+SOME_KEY = "imp_0123456789ab_" + "A" * 43
 
 
 def test_healthz(client: FlaskClient) -> None:
@@ -56,9 +59,9 @@ def test_readyz_embedded_broker(make_app: Callable[..., Flask]) -> None:
 
 
 def test_database_down_answers_503_json(make_app) -> None:  # type: ignore[no-untyped-def]
-    """With SQL unreachable a job read is 503 database_unavailable, JSON, no traceback."""
+    """With SQL unreachable a job read (its key check first) is 503 database_unavailable, JSON, no traceback."""
     app = make_app(database_url="postgresql+psycopg://postgres@127.0.0.1:1/none")
-    response = app.test_client().get("/v1/jobs/6f1c1f0e-3d2a-4a8e-9a57-0d8f0b2b8c11")
+    response = keyed_client(app, SOME_KEY).get("/v1/jobs/6f1c1f0e-3d2a-4a8e-9a57-0d8f0b2b8c11")
     assert response.status_code == 503
     assert response.json["error"]["code"] == "database_unavailable"
     assert "Traceback" not in response.get_data(as_text=True)

@@ -21,8 +21,17 @@ from shared.job_params import JobParams
 from shared.models import JobSnapshot, JobStatusChange
 from shared.status import JobStatus
 from shared.storage import job_prefix, upload_key
-from shared.task_names import TRANSFER_QUEUE, TRANSFER_TASK
-from tests.api.conftest import DEAD_BROKER_URL, Images, Observed, Submit, WorkerActions, image_bytes, impasto_of
+from shared.task_names import LARGE_QUEUE, SMALL_QUEUE, TRANSFER_QUEUE, TRANSFER_TASK
+from tests.api.conftest import (
+    DEAD_BROKER_URL,
+    Images,
+    Observed,
+    Submit,
+    WorkerActions,
+    image_bytes,
+    impasto_of,
+    keyed_client,
+)
 
 
 def png_chunk(kind: bytes, data: bytes) -> bytes:
@@ -117,7 +126,7 @@ def test_invalid_submission_changes_nothing(submit: Submit, observed: Observed, 
 def test_oversized_body_is_413_json(make_app: Callable[..., Flask], submit: Submit, broker: redis.Redis) -> None:
     """A body over max_upload_bytes is refused before it is parsed."""
     app = make_app(max_upload_bytes=512)
-    response = submit(with_client=app.test_client())
+    response = submit(with_client=keyed_client(app))
     assert response.status_code == 413
     assert response.get_json()["error"]["code"] == "payload_too_large"
     assert_nothing_changed(Observed(app, broker))
@@ -126,7 +135,7 @@ def test_oversized_body_is_413_json(make_app: Callable[..., Flask], submit: Subm
 def test_image_over_max_image_pixels(make_app: Callable[..., Flask], submit: Submit, broker: redis.Redis) -> None:
     """The pixel limit comes from settings."""
     app = make_app(max_image_pixels=64 * 48 - 1)
-    response = submit(with_client=app.test_client())
+    response = submit(with_client=keyed_client(app))
     assert response.status_code == 422
     assert response.get_json()["error"]["code"] == "image_too_large"
     assert_nothing_changed(Observed(app, broker))
@@ -213,7 +222,7 @@ def test_broker_down_still_accepts(
     """The row is committed and stays queued for the reconciler; the failure is logged."""
     app = make_app(broker_url=DEAD_BROKER_URL)
     with caplog.at_level(logging.WARNING):
-        response = submit(with_client=app.test_client())
+        response = submit(with_client=keyed_client(app))
     assert response.status_code == 202
     job_id = response.get_json()["id"]
     row = Observed(app, broker).job(job_id)
@@ -382,3 +391,24 @@ def test_delete_canceled_job(client: FlaskClient, submit: Submit) -> None:
     client.post(f"/v1/jobs/{job_id}/cancel")
     assert client.delete(f"/v1/jobs/{job_id}").status_code == 204
     assert client.delete(f"/v1/jobs/{job_id}").status_code == 404
+
+
+@pytest.mark.parametrize(("size", "queue"), [(512, SMALL_QUEUE), (2048, LARGE_QUEUE)])
+def test_jobs_go_to_the_queue_of_their_size_class(
+    submit: Submit, observed: Observed, broker: redis.Redis, size: int, queue: str
+) -> None:
+    """512 px of a 4:3 image is small; 2048 px (3.1 M pixels) is large: row and message agree."""
+    job_id = submit(params={"size": size, "iterations": 10}).get_json()["id"]
+    assert observed.job(job_id).queue == queue
+    assert broker.llen(queue) == 1 and broker.llen(({SMALL_QUEUE, LARGE_QUEUE} - {queue}).pop()) == 0
+
+
+def test_no_size_class_holds_the_job(make_app: Callable[..., Flask], submit: Submit, broker: redis.Redis) -> None:
+    """Above max_output_pixels: 422 on the size field, nothing stored."""
+    app = make_app(max_output_pixels=256 * 256)
+    response = submit(with_client=keyed_client(app), params={"size": 512})
+    assert response.status_code == 422
+    assert response.get_json()["error"]["details"] == [
+        {"field": "size", "message": "a 512 px output of this image is 196608 pixels; the limit is 65536"}
+    ]
+    assert_nothing_changed(Observed(app, broker))

@@ -77,3 +77,24 @@ def test_docs_page(client: FlaskClient) -> None:
     for name in JobParams.model_fields:
         assert f"<code>{name}</code>" in page
     assert "<script" not in page  # no CDN, nothing to load
+
+
+def test_spec_declares_bearer_keys(app: Flask, client: FlaskClient) -> None:
+    """A bearer scheme, required by default; public operations opt out and the rest may answer 401 and 429."""
+    spec = client.get("/openapi.json").get_json()
+    assert spec["components"]["securitySchemes"]["bearerAuth"] == {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "an API key from `impasto keys create` (imp_...)",
+    }
+    assert spec["security"] == [{"bearerAuth": []}]
+    public = {"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs"}  # /metrics when it is served
+    public |= {"/", "/web/app.js", "/web/app.css", "/web/local-key"}  # the web page (api/web.py)
+    for path, methods in spec["paths"].items():
+        for operation in methods.values():
+            if path in public:
+                assert operation["security"] == []
+                assert "401" not in operation["responses"]
+            else:
+                assert "security" not in operation  # the document's default: a key
+                assert {"401", "429"} <= set(operation["responses"])

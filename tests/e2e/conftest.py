@@ -15,6 +15,16 @@ import pytest
 import requests
 
 ROOT = Path(__file__).resolve().parents[2]
+# API key per running stack's base URL, so helpers can authenticate with just the URL.
+API_KEYS: dict[str, str] = {}
+
+
+def auth(url: str) -> dict[str, str]:
+    """The Authorization header for the stack whose URL `url` starts with."""
+    for base, key in API_KEYS.items():
+        if url.startswith(base):
+            return {"Authorization": f"Bearer {key}"}
+    raise KeyError(f"no API key registered for {url}")
 
 
 def free_port() -> int:
@@ -36,7 +46,11 @@ class Processes:
         """Start `impasto ARGS` as child `name`, logging to log_dir/name.log."""
         with open(self.log_dir / f"{name}.log", "ab") as log:  # the child keeps its own descriptor
             process = subprocess.Popen(
-                [sys.executable, "-m", "shared.cli", *args], env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT
+                [sys.executable, "-m", "shared.cli", *args],
+                env=self.env,
+                cwd=ROOT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
             )
         self.children[name] = process
         return process
@@ -86,12 +100,20 @@ def production_stack(tmp_path: Path, postgres_url: str, redis_url: str) -> Itera
         "IMPASTO_DEVICE": "cpu",
     }
     processes = Processes(env, tmp_path)
-    subprocess.run([sys.executable, "-m", "shared.cli", "db", "upgrade"], env=env, cwd=ROOT, check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "shared.cli", "db", "upgrade"], env=env, cwd=ROOT, check=True, capture_output=True
+    )
+    key = subprocess.run(
+        [sys.executable, "-m", "shared.cli", "keys", "create", "--name", "e2e"],
+        env=env, cwd=ROOT, check=True, capture_output=True, text=True,
+    ).stdout.strip()  # fmt: skip
     processes.start("worker", "worker", "--name", "e2e@localhost")
     processes.start("api", "api", "--port", str(port), "--workers", "1")
     url = f"http://127.0.0.1:{port}"
+    API_KEYS[url] = key
     try:
         wait_ready(url)
         yield url, processes
     finally:
         processes.stop_all()
+        API_KEYS.pop(url, None)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from shared.stack import EmbeddedStack
-from tests.e2e.conftest import free_port
+from tests.e2e.conftest import API_KEYS, free_port
 from tests.e2e.test_pipeline import SMALL_JOB, check_finished_job, history, poll, submit
 
 
@@ -16,6 +16,8 @@ def test_job_runs_through_the_embedded_stack(tmp_path: Path, samples: Path, monk
     monkeypatch.setenv("IMPASTO_PROGRESS_INTERVAL_S", "0.2")
     monkeypatch.setenv("IMPASTO_DEVICE", "cpu")
     with EmbeddedStack(tmp_path / "data", free_port(), quiet=True) as stack:
+        assert stack.api_key, "impasto up makes a local key"
+        API_KEYS[stack.url] = stack.api_key
         job = submit(stack.url, samples, SMALL_JOB)
         final, iterations = poll(stack.url, job["id"], ("succeeded", "failed", "canceled"))
         assert final["status"] == "succeeded", final

@@ -12,7 +12,7 @@ import requests
 from PIL import Image, ImageChops, ImageStat
 from sqlalchemy import create_engine, text
 
-from tests.e2e.conftest import Processes
+from tests.e2e.conftest import Processes, auth
 
 SMALL_JOB = {"size": 64, "iterations": 20, "snapshot_every": 5}
 
@@ -23,7 +23,9 @@ def submit(url: str, samples: Path, params: dict[str, Any]) -> dict[str, Any]:
         ("content", ("chelsea.jpg", (samples / "chelsea.jpg").read_bytes(), "image/jpeg")),
         ("style", ("starry_night.jpg", (samples / "starry_night.jpg").read_bytes(), "image/jpeg")),
     ]
-    response = requests.post(f"{url}/v1/jobs", files=files, data={"params": json.dumps(params)}, timeout=30)
+    response = requests.post(
+        f"{url}/v1/jobs", files=files, data={"params": json.dumps(params)}, headers=auth(url), timeout=30
+    )
     assert response.status_code == 202, response.text
     assert response.headers["Location"].endswith(f"/v1/jobs/{response.json()['id']}")
     return response.json()  # type: ignore[no-any-return]
@@ -34,7 +36,7 @@ def poll(url: str, job_id: str, until: tuple[str, ...], timeout: float = 120) ->
     seen: list[int] = []
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        job = requests.get(f"{url}/v1/jobs/{job_id}", timeout=10).json()
+        job = requests.get(f"{url}/v1/jobs/{job_id}", headers=auth(url), timeout=10).json()
         seen.append(job["progress"]["iteration"])
         if job["status"] in until:
             return job, seen
@@ -57,10 +59,10 @@ def check_finished_job(url: str, job: dict[str, Any], samples: Path) -> None:
     """Snapshots at every 5th iteration, and a final PNG that is not the content."""
     assert [s["iteration"] for s in job["outputs"]["intermediates"]] == [5, 10, 15, 20]
     for snap in job["outputs"]["intermediates"]:
-        response = requests.get(snap["url"], timeout=10)
+        response = requests.get(snap["url"], headers=auth(url), timeout=10)
         assert response.status_code == 200 and response.headers["Content-Type"] == "image/png"
         Image.open(io.BytesIO(response.content)).verify()
-    response = requests.get(job["outputs"]["final"], timeout=10)
+    response = requests.get(job["outputs"]["final"], headers=auth(url), timeout=10)
     assert response.status_code == 200
     final = Image.open(io.BytesIO(response.content)).convert("RGB")
     assert max(final.size) == 64
@@ -94,13 +96,16 @@ def test_cancel_running_and_queued_jobs(
     running = submit(url, samples, {"size": 64, "iterations": 3000, "snapshot_every": 5})
     waiting = submit(url, samples, {"size": 64, "iterations": 20})
     deadline = time.monotonic() + 60
-    while requests.get(f"{url}/v1/jobs/{running['id']}", timeout=10).json()["progress"]["iteration"] < 6:
+    while (
+        requests.get(f"{url}/v1/jobs/{running['id']}", headers=auth(url), timeout=10).json()["progress"]["iteration"]
+        < 6
+    ):
         assert time.monotonic() < deadline, "the long job never started"
         time.sleep(0.1)
-    canceled = requests.post(f"{url}/v1/jobs/{waiting['id']}/cancel", timeout=10).json()
+    canceled = requests.post(f"{url}/v1/jobs/{waiting['id']}/cancel", headers=auth(url), timeout=10).json()
     assert canceled["status"] == "canceled"
     asked = time.monotonic()
-    response = requests.post(f"{url}/v1/jobs/{running['id']}/cancel", timeout=10)
+    response = requests.post(f"{url}/v1/jobs/{running['id']}/cancel", headers=auth(url), timeout=10)
     assert response.status_code == 200
     job, _ = poll(url, running["id"], ("canceled", "succeeded", "failed"), timeout=10)
     assert job["status"] == "canceled"
@@ -109,4 +114,4 @@ def test_cancel_running_and_queued_jobs(
     # Let the worker take the canceled message off the queue, then check it never ran.
     time.sleep(1.5)
     assert history(postgres_url, waiting["id"]) == ["queued", "canceled"]
-    assert requests.get(f"{url}/v1/jobs/{waiting['id']}", timeout=10).json()["status"] == "canceled"
+    assert requests.get(f"{url}/v1/jobs/{waiting['id']}", headers=auth(url), timeout=10).json()["status"] == "canceled"

@@ -1,0 +1,78 @@
+"""Bearer API keys: every view needs one unless it is marked @public; the caller's key id is
+what every job query is scoped to."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from flask import current_app, g, request
+
+from api.context import db_session
+from api.errors import ApiError
+from shared.api_keys import KeyCheck, check_key
+
+View = TypeVar("View", bound=Callable[..., Any])
+
+PUBLIC_ATTRIBUTE = "__public__"
+# RFC 6750: a 401 says which scheme to use, and, when a key was sent, that it was no good.
+CHALLENGE = 'Bearer realm="impasto"'
+INVALID_TOKEN_CHALLENGE = 'Bearer realm="impasto", error="invalid_token"'
+# Longer than any key this API issues; a longer header is refused without a lookup.
+MAX_AUTHORIZATION_LENGTH = 256
+
+
+def public(view: View) -> View:
+    """Mark a view as served without a key (health probes, metrics, the API's own docs)."""
+    setattr(view, PUBLIC_ATTRIBUTE, True)
+    return view
+
+
+def is_public(view: Callable[..., Any]) -> bool:
+    """True for views marked @public."""
+    return bool(getattr(view, PUBLIC_ATTRIBUTE, False))
+
+
+def unauthorized(message: str, challenge: str = INVALID_TOKEN_CHALLENGE) -> ApiError:
+    """The 401 every authentication failure answers, with its WWW-Authenticate challenge."""
+    return ApiError(401, "unauthorized", message, headers={"WWW-Authenticate": challenge})
+
+
+def authenticate() -> None:
+    """before_request: check the Bearer key of any request for a non-public view."""
+    view = current_app.view_functions.get(request.endpoint) if request.endpoint else None
+    # No view: routing failed, and the 404 or 405 says nothing a key would protect.
+    if view is None or is_public(view):
+        return
+    g.api_key_id = key_id_from_header(request.headers.get("Authorization"))
+
+
+def key_id_from_header(header: str | None) -> str:
+    """The id of the valid key in an Authorization header; a 401 for anything else."""
+    if header is None:
+        raise unauthorized("missing Authorization header; send Authorization: Bearer <API key>", CHALLENGE)
+    scheme, _, token = header.strip().partition(" ")
+    if scheme.lower() != "bearer":  # the scheme is case-insensitive (RFC 7235)
+        raise unauthorized("the Authorization header must use the Bearer scheme", CHALLENGE)
+    token = token.strip()
+    if not token:
+        raise unauthorized("the Authorization header has no API key after Bearer")
+    if len(header) > MAX_AUTHORIZATION_LENGTH:
+        raise unauthorized("invalid API key")
+    result = check_key(db_session(), token)
+    if result.check == KeyCheck.REVOKED:
+        raise unauthorized("this API key has been revoked")
+    if result.check != KeyCheck.VALID or result.key_id is None:
+        raise unauthorized("invalid API key")
+    return result.key_id
+
+
+def current_key_id() -> str:
+    """The id of the key that authenticated this request (views behind authenticate only)."""
+    key_id: str = g.api_key_id
+    return key_id
+
+
+def authenticated() -> bool:
+    """True once this request carries a valid key."""
+    return "api_key_id" in g

@@ -1,0 +1,124 @@
+"""API keys: made once and shown once, stored only as a hash, found by their public id.
+
+A key reads `imp_<id>_<secret>`: `id` is 12 hex characters, not secret, the row's primary key;
+`secret` is 32 random bytes (secrets.token_urlsafe). The whole key is hashed with SHA-256.
+A fast, unsalted hash is right here, unlike for passwords: a key carries 256 bits of
+randomness, so no amount of hashing speed makes guessing it feasible, and there are no
+dictionary words or reused keys for salt and key stretching to defend. A slow hash would
+only add its cost to every request.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from dataclasses import dataclass
+from enum import StrEnum
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from shared.database import make_engine, make_sessionmaker
+from shared.models import ApiKey, utcnow
+from shared.settings import Settings
+
+KEY_PREFIX = "imp_"
+ID_HEX_LENGTH = 12  # 48 bits: ids are unique by primary key, and a clash is simply retried
+SECRET_BYTES = 32
+KEY_PATTERN = re.compile(rf"{KEY_PREFIX}(?P<id>[0-9a-f]{{{ID_HEX_LENGTH}}})_(?P<secret>[A-Za-z0-9_-]{{43}})")
+MIN_REFERENCE_LENGTH = 4  # shortest id prefix `keys revoke` accepts
+
+
+class KeyCheck(StrEnum):
+    """What checking a presented key found."""
+
+    VALID = "valid"
+    INVALID = "invalid"  # malformed, unknown id, or wrong secret: the client is told no more
+    REVOKED = "revoked"
+
+
+@dataclass(frozen=True)
+class KeyResult:
+    """The outcome of checking a key, with the key's id when it names a real one."""
+
+    check: KeyCheck
+    key_id: str | None = None
+
+
+def hash_key(key: str) -> str:
+    """SHA-256 hex of the whole key (see the module docstring for why this is enough)."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def new_key() -> tuple[str, str]:
+    """A fresh (id, key) pair; the key is shown to its owner once and never stored."""
+    key_id = secrets.token_hex(ID_HEX_LENGTH // 2)
+    return key_id, f"{KEY_PREFIX}{key_id}_{secrets.token_urlsafe(SECRET_BYTES)}"
+
+
+def create_key(session: Session, name: str) -> tuple[ApiKey, str]:
+    """Insert a new key named `name` and commit; returns the row and the plaintext key."""
+    while True:
+        key_id, key = new_key()
+        if session.get(ApiKey, key_id) is None:  # 48 random bits: a clash is rare, but cheap to avoid
+            break
+    record = ApiKey(id=key_id, name=name, secret_hash=hash_key(key), created_at=utcnow())
+    session.add(record)
+    session.commit()
+    return record, key
+
+
+def check_key(session: Session, presented: str) -> KeyResult:
+    """Look a presented key up by its id and compare hashes in constant time."""
+    match = KEY_PATTERN.fullmatch(presented)
+    if match is None:
+        return KeyResult(KeyCheck.INVALID)
+    record = session.get(ApiKey, match["id"])
+    if record is None or not hmac.compare_digest(record.secret_hash, hash_key(presented)):
+        return KeyResult(KeyCheck.INVALID)
+    if record.revoked_at is not None:
+        return KeyResult(KeyCheck.REVOKED, record.id)
+    return KeyResult(KeyCheck.VALID, record.id)
+
+
+def find_key_by_reference(session: Session, reference: str) -> ApiKey:
+    """The one key an id, an id prefix, `imp_<id>` or the whole key names; LookupError otherwise."""
+    text = reference.strip().removeprefix(KEY_PREFIX).split("_", 1)[0].lower()
+    if len(text) < MIN_REFERENCE_LENGTH or not re.fullmatch(r"[0-9a-f]+", text):
+        raise LookupError(f"{reference!r} is not a key id (at least {MIN_REFERENCE_LENGTH} hex characters)")
+    matches = list(session.scalars(select(ApiKey).where(ApiKey.id.startswith(text, autoescape=True)).limit(2)))
+    if not matches:
+        raise LookupError(f"no API key with id {text}")
+    if len(matches) > 1:
+        raise LookupError(f"{text} matches more than one key; give more of the id")
+    return matches[0]
+
+
+def revoke_key(session: Session, reference: str) -> tuple[ApiKey, bool]:
+    """Revoke the key `reference` names and commit; its requests answer 401 from now on.
+
+    Idempotent: the bool says whether this call revoked it (False: it already was).
+    """
+    record = find_key_by_reference(session, reference)
+    if record.revoked_at is not None:
+        return record, False
+    record.revoked_at = utcnow()
+    session.commit()
+    return record, True
+
+
+def list_keys(session: Session) -> list[ApiKey]:
+    """Every key, oldest first."""
+    return list(session.scalars(select(ApiKey).order_by(ApiKey.created_at, ApiKey.id)))
+
+
+def issue_key(settings: Settings, name: str) -> str:
+    """Create a key in the configured database and return it (for scripts and tests)."""
+    engine = make_engine(settings)
+    try:
+        with make_sessionmaker(engine)() as session:
+            return create_key(session, name)[1]
+    finally:
+        engine.dispose()

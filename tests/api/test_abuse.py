@@ -1,0 +1,116 @@
+"""Abuse limits: a per-key request rate (flask-limiter) and a cap on each key's unfinished jobs.
+Both answer 429 JSON with Retry-After, and a refused submission stores nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+import redis
+from flask import Flask
+from flask.testing import FlaskClient
+from werkzeug.test import TestResponse
+
+from api.quota import QUOTA_RETRY_AFTER_S
+from api.rate_limit import KEY_PREFIX
+from shared.status import JobStatus
+from tests.api.conftest import DEAD_BROKER_URL, Images, Observed, Submit, WorkerActions, keyed_client
+from tests.api.test_idempotency import post
+
+
+def assert_429(response: TestResponse, code: str) -> int:
+    """A JSON 429 with its code and a positive whole-second Retry-After; returns the seconds."""
+    assert response.status_code == 429, response.get_data(as_text=True)
+    error = response.get_json()["error"]
+    assert error["code"] == code and error["message"]
+    retry_after = int(response.headers["Retry-After"])
+    assert retry_after > 0
+    return retry_after
+
+
+@pytest.mark.parametrize("broker_url", ["redis", "embedded"])
+def test_rate_limit_per_key(make_app: Callable[..., Flask], broker: redis.Redis, broker_url: str) -> None:
+    """The key's 4th request in a minute is refused; another key and the public probes are not."""
+    app = make_app(rate_limit="3 per minute", **({"broker_url": None} if broker_url == "embedded" else {}))
+    first, second = keyed_client(app), keyed_client(app)
+    assert [first.get("/v1/jobs").status_code for _ in range(3)] == [200, 200, 200]
+    retry_after = assert_429(first.get("/v1/jobs"), "rate_limited")
+    assert retry_after <= 61
+    assert "Retry-After" not in second.get("/v1/jobs").headers  # B has its own budget
+    assert [app.test_client().get("/healthz").status_code for _ in range(5)] == [200] * 5
+    if broker_url == "redis":  # counters are shared by every API process through Redis
+        assert broker.keys(f"*{KEY_PREFIX}*")
+
+
+def test_unauthenticated_requests_do_not_spend_a_keys_budget(make_app: Callable[..., Flask]) -> None:
+    """401s are refused before the limiter, so nobody can exhaust a key they do not hold."""
+    app = make_app(rate_limit="2 per minute")
+    anonymous = app.test_client()
+    assert {anonymous.get("/v1/jobs").status_code for _ in range(5)} == {401}
+    client = keyed_client(app)
+    assert [client.get("/v1/jobs").status_code for _ in range(2)] == [200, 200]
+
+
+def test_rate_limited_submission_stores_nothing(
+    make_app: Callable[..., Flask], broker: redis.Redis, submit: Submit
+) -> None:
+    """The refused submit leaves no row, file or message."""
+    app = make_app(rate_limit="1 per minute")
+    client = keyed_client(app)
+    assert client.get("/v1/jobs").status_code == 200
+    assert_429(submit(with_client=client), "rate_limited")
+    observed = Observed(app, broker)
+    assert (observed.job_count(), observed.stored_files(), observed.queued()) == (0, [], [])
+
+
+def test_rate_limit_store_down_keeps_serving(make_app: Callable[..., Flask]) -> None:
+    """With Redis for counters unreachable, requests are served and limited in memory, never 500."""
+    app = make_app(rate_limit="2 per minute", rate_limit_storage_url=DEAD_BROKER_URL)
+    client = keyed_client(app)
+    assert [client.get("/v1/jobs").status_code for _ in range(3)] == [200, 200, 429]
+
+
+@pytest.fixture
+def capped(make_app: Callable[..., Flask], images: Images) -> tuple[Flask, FlaskClient, WorkerActions]:
+    """An app allowing two unfinished jobs per key, a client, and worker actions on it."""
+    app = make_app(max_active_jobs=2)
+    return app, keyed_client(app), WorkerActions(app, images.png)
+
+
+def test_active_jobs_cap(capped: tuple[Flask, FlaskClient, WorkerActions], submit: Submit, broker: redis.Redis) -> None:
+    """Two unfinished jobs: the third is a 429 that stores nothing; a finished or canceled job frees a slot."""
+    app, client, worker = capped
+    observed = Observed(app, broker)
+    running, queued = (submit(with_client=client).get_json()["id"] for _ in range(2))
+    worker.claim(running)
+    files, messages = observed.stored_files(), observed.queued()
+    retry_after = assert_429(submit(with_client=client), "too_many_active_jobs")
+    assert retry_after == QUOTA_RETRY_AFTER_S
+    assert (observed.job_count(), observed.stored_files(), observed.queued()) == (2, files, messages)
+
+    worker.finish(running, JobStatus.SUCCEEDED)
+    assert submit(with_client=client).status_code == 202
+    assert_429(submit(with_client=client), "too_many_active_jobs")
+    assert client.post(f"/v1/jobs/{queued}/cancel").status_code == 200
+    assert submit(with_client=client).status_code == 202
+
+
+def test_active_jobs_cap_is_per_key(capped: tuple[Flask, FlaskClient, WorkerActions], submit: Submit) -> None:
+    """A key at its cap does not stop another key."""
+    app, client, _worker = capped
+    for _ in range(2):
+        submit(with_client=client)
+    assert_429(submit(with_client=client), "too_many_active_jobs")
+    assert submit(with_client=keyed_client(app)).status_code == 202
+
+
+def test_a_retry_of_an_accepted_job_is_not_capped(
+    capped: tuple[Flask, FlaskClient, WorkerActions], images: Images
+) -> None:
+    """An Idempotency-Key replay returns the existing job even at the cap: it adds none."""
+    _app, client, _worker = capped
+    first = post(client, images, "again", {"iterations": 10})
+    post(client, images, None, {})
+    replay = post(client, images, "again", {"iterations": 10})
+    assert replay.status_code == 202 and replay.get_json()["id"] == first.get_json()["id"]
+    assert_429(post(client, images, "new", {}), "too_many_active_jobs")
