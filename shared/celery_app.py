@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from celery import Celery
+from kombu import Exchange, Queue
 
 from shared.settings import Settings
-from shared.task_names import TRANSFER_QUEUE, TRANSFER_TASK
+from shared.task_names import TRANSFER_QUEUE, TRANSFER_QUEUES, TRANSFER_TASK, WEBHOOK_QUEUE, WEBHOOK_TASK
 
 
 def make_celery(settings: Settings) -> Celery:
@@ -43,8 +44,20 @@ def make_celery(settings: Settings) -> Celery:
         worker_concurrency=1,
         # Job state lives in SQL; Celery's result backend would be a second, weaker truth.
         task_ignore_result=True,
-        task_routes={TRANSFER_TASK: {"queue": TRANSFER_QUEUE}},
+        # One queue per size class, each bound by its own name: the API names the queue when it
+        # sends (shared.size_classes.queue_for), and the Redis list key is that name (KEDA's listName).
+        # GPU workers name their queues (--queues), so listing the webhook queue here does not make
+        # them consume it; only `impasto webhook-worker` does.
+        task_queues=[
+            Queue(name, Exchange(name, type="direct"), routing_key=name) for name in (*TRANSFER_QUEUES, WEBHOOK_QUEUE)
+        ],
+        task_routes={TRANSFER_TASK: {"queue": TRANSFER_QUEUE}, WEBHOOK_TASK: {"queue": WEBHOOK_QUEUE}},
         task_default_queue=TRANSFER_QUEUE,
+        # Task events (received, started, succeeded...) for Flower, and a task-sent event from
+        # the API, so Flower sees queued jobs too. On Redis they are pub/sub messages: nothing
+        # piles up when no monitor listens (and the filesystem broker drops unbound ones).
+        worker_send_task_events=True,
+        task_send_sent_event=True,
         worker_hijack_root_logger=False,
         task_serializer="json",
         accept_content=["json"],

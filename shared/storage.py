@@ -79,12 +79,21 @@ class LocalStorage:
         return 0
 
 
-def make_storage(url: str) -> Storage:
-    """The storage backend for a URL: file:///path (local folder)."""
+def make_storage(url: str, s3_endpoint_url: str | None = None) -> Storage:
+    """The storage backend for a URL: file:///path (local folder) or s3://bucket/prefix.
+
+    For s3:// the endpoint is `s3_endpoint_url`, else the IMPASTO_S3_ENDPOINT_URL setting (so a
+    caller that passes only the URL still honours it), else AWS's own configuration.
+    """
     parsed = urlparse(url)
     if parsed.scheme == "file":
         return LocalStorage(Path(parsed.path))
-    raise ValueError(f"unsupported storage URL {url!r}: expected file:///path")
+    if parsed.scheme == "s3":
+        from shared.s3_storage import make_s3_storage  # boto3 loads only where S3 is used
+        from shared.settings import get_settings
+
+        return make_s3_storage(url, s3_endpoint_url or get_settings().s3_endpoint_url)
+    raise ValueError(f"unsupported storage URL {url!r}: expected file:///path or s3://bucket/prefix")
 
 
 def upload_key(data: bytes, extension: str) -> str:

@@ -1,0 +1,78 @@
+"""Size classes: jobs go to a queue by their output pixel count, and a worker consumes the
+classes its memory can hold, so a large job never lands on a GPU that cannot fit it."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from shared.settings import Settings
+from shared.task_names import LARGE_QUEUE, SMALL_QUEUE
+
+log = logging.getLogger(__name__)
+
+# GPU memory rule: 1 GB of GPU memory holds the optimisation of this many output pixels, after
+# RESERVED_GB for the CUDA context, the weights and the allocator. Estimate, float32: VGG19's
+# activations kept for the backward pass up to conv5_1 (~580 floats a pixel, most at full and
+# half resolution) and their gradients, ~3.5 kB, plus L-BFGS's history of 100 image-sized pairs,
+# 2.4 kB: ~6 kB a pixel, i.e. ~175 000 pixels a GB; the rule takes ~60 % of that for headroom
+# (line search, Gram matrices, style images). Calibrate it with the workers' peak-GPU-memory metric.
+PIXELS_PER_GB = 100_000
+RESERVED_GB = 1.5
+GB = 1024**3
+
+
+@dataclass(frozen=True)
+class SizeClass:
+    """A queue and the most output pixels a job on it may have."""
+
+    name: str
+    queue: str
+    max_pixels: int
+
+
+def size_classes(settings: Settings) -> tuple[SizeClass, ...]:
+    """The classes, smallest first; the largest ends at the deployment's output limit."""
+    return (
+        SizeClass("small", SMALL_QUEUE, min(settings.small_job_max_pixels, settings.max_output_pixels)),
+        SizeClass("large", LARGE_QUEUE, settings.max_output_pixels),
+    )
+
+
+def queue_for(pixels: int, settings: Settings) -> str | None:
+    """The queue of the smallest class that holds `pixels`; None when no class does (answer 422)."""
+    for size_class in size_classes(settings):
+        if pixels <= size_class.max_pixels:
+            return size_class.queue
+    return None
+
+
+def max_job_pixels(settings: Settings) -> int:
+    """The most output pixels any class takes (for the 422's message)."""
+    return max(c.max_pixels for c in size_classes(settings))
+
+
+def pixels_for_memory(memory_bytes: int) -> int:
+    """Output pixels a GPU with this much memory can optimise, by the PIXELS_PER_GB rule."""
+    usable_gb = max(0.0, memory_bytes / GB - RESERVED_GB)
+    return int(usable_gb * PIXELS_PER_GB)
+
+
+def queues_for_capacity(max_pixels: int | None, settings: Settings) -> list[str]:
+    """The queues a worker holding up to `max_pixels` consumes (None: no limit, every class).
+
+    A worker too small for even the smallest class still takes it, with a warning: a job that
+    does not fit fails as `out_of_memory`, which is better than small jobs nobody consumes.
+    """
+    classes = size_classes(settings)
+    if max_pixels is None:
+        return [c.queue for c in classes]
+    fitting = [c.queue for c in classes if c.max_pixels <= max_pixels]
+    if not fitting:
+        log.warning(
+            "this worker holds %d pixels, less than the small class's %d; it takes small jobs anyway",
+            max_pixels,
+            classes[0].max_pixels,
+        )
+        return [classes[0].queue]
+    return fitting

@@ -1,0 +1,213 @@
+"""The deploy files parse, the compose file validates, and the manifests name only images, ports,
+queues and settings that exist in the code."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from shared.settings import Settings, get_settings
+from shared.task_names import TRANSFER_QUEUES
+
+ROOT = Path(__file__).resolve().parents[2]
+DEPLOY = ROOT / "deploy"
+K8S = DEPLOY / "k8s"
+MANIFEST_FILES = sorted(K8S.glob("*.yaml"))
+PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+
+
+def documents() -> list[dict[str, Any]]:
+    """Every Kubernetes object in deploy/k8s."""
+    return [doc for path in MANIFEST_FILES for doc in yaml.safe_load_all(path.read_text()) if doc]
+
+
+def objects(kind: str) -> dict[str, dict[str, Any]]:
+    """The objects of one kind, by name."""
+    return {d["metadata"]["name"]: d for d in documents() if d["kind"] == kind}
+
+
+def containers(workload: dict[str, Any]) -> list[dict[str, Any]]:
+    """The containers of a Deployment or Job."""
+    return list(workload["spec"]["template"]["spec"]["containers"])
+
+
+def compose() -> dict[str, Any]:
+    """deploy/compose.yaml, parsed."""
+    return dict(yaml.safe_load((DEPLOY / "compose.yaml").read_text()))
+
+
+def strings(value: Any) -> list[str]:
+    """Every string inside a parsed YAML value, keys included."""
+    if isinstance(value, dict):
+        return [s for k, v in value.items() for s in [*strings(k), *strings(v)]]
+    if isinstance(value, list):
+        return [s for item in value for s in strings(item)]
+    return [value] if isinstance(value, str) else []
+
+
+@pytest.mark.parametrize("path", [*MANIFEST_FILES, DEPLOY / "compose.yaml"], ids=lambda p: p.name)
+def test_yaml_parses(path: Path) -> None:
+    """Each file is YAML; each Kubernetes object has a kind, a name and the impasto namespace."""
+    docs = [d for d in yaml.safe_load_all(path.read_text()) if d]
+    assert docs
+    if path.parent == K8S:
+        for doc in docs:
+            assert doc["apiVersion"] and doc["kind"] and doc["metadata"]["name"]
+            assert doc["kind"] == "Namespace" or doc["metadata"]["namespace"] == "impasto"
+
+
+def test_compose_file_validates() -> None:
+    """`docker-compose config -q` accepts the compose file (deploy/local/ensure-services.sh installs it)."""
+    if shutil.which("docker-compose") is None:
+        pytest.skip("docker-compose is not installed and apt could not install it (ensure-services.sh)")
+    done = subprocess.run(
+        ["docker-compose", "-f", str(DEPLOY / "compose.yaml"), "config", "-q"], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+
+
+def test_compose_has_the_services_and_safe_settings() -> None:
+    """api, worker (GPU), redis (AOF), postgres, flower and a one-off migrate, wired in order."""
+    services = compose()["services"]
+    assert {"api", "worker", "redis", "postgres", "flower", "migrate", "reconciler"} <= set(services)
+    assert "--appendonly" in services["redis"]["command"] and "yes" in services["redis"]["command"]
+    assert services["migrate"]["command"] == ["impasto", "db", "upgrade"]
+    assert services["api"]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    (device,) = services["worker"]["deploy"]["resources"]["reservations"]["devices"]
+    assert device["driver"] == "nvidia" and device["capabilities"] == ["gpu"]
+    grace = int(services["worker"]["stop_grace_period"].removesuffix("s"))
+    assert grace > get_settings().shutdown_timeout_s
+    assert services["worker"]["build"]["dockerfile"] == "deploy/Dockerfile.worker"
+    assert {s["build"]["dockerfile"] for n, s in services.items() if s.get("image") == "impasto-api"} == {
+        "deploy/Dockerfile.api"
+    }
+
+
+def settings_names(env: dict[str, Any]) -> set[str]:
+    """IMPASTO_* names in an environment mapping."""
+    return {name for name in env if name.startswith("IMPASTO_")}
+
+
+def test_every_impasto_variable_is_a_setting() -> None:
+    """Each IMPASTO_* name in the manifests and the compose file is a field of Settings."""
+    fields = {f"IMPASTO_{name.upper()}" for name in Settings.model_fields}
+    named = set(objects("ConfigMap")["impasto-config"]["data"])
+    for workload in [*objects("Deployment").values(), *objects("Job").values()]:
+        named |= {e["name"] for c in containers(workload) for e in c.get("env", [])}
+    named |= settings_names(compose()["x-impasto-env"])
+    named |= {
+        n for s in compose()["services"].values() if isinstance(s.get("environment"), dict) for n in s["environment"]
+    }
+    impasto_names = {n for n in named if n.startswith("IMPASTO_")}
+    assert impasto_names and impasto_names <= fields, impasto_names - fields
+    for path in [*MANIFEST_FILES, DEPLOY / "compose.yaml", DEPLOY / "Dockerfile.api", DEPLOY / "Dockerfile.worker"]:
+        mentioned = set(re.findall(r"IMPASTO_[A-Z0-9_]+", path.read_text()))
+        assert mentioned <= fields, (path.name, mentioned - fields)
+
+
+def test_images_are_the_ones_the_dockerfiles_build() -> None:
+    """impasto-api and impasto-worker at the project's version; the worker is the only torch image."""
+    version = PROJECT["version"]
+    for workload in [*objects("Deployment").values(), *objects("Job").values()]:
+        for container in containers(workload):
+            name, _, tag = container["image"].partition(":")
+            assert name in {"impasto-api", "impasto-worker"} and tag == version, container["image"]
+            wants_gpu = "nvidia.com/gpu" in container.get("resources", {}).get("limits", {})
+            assert (name == "impasto-worker") == wants_gpu == (container["command"][:2] == ["impasto", "worker"])
+    api_dockerfile = (DEPLOY / "Dockerfile.api").read_text()
+    assert "'.[api]'" in api_dockerfile and "COPY worker" not in api_dockerfile
+    assert not any(d.startswith("torch") for d in [*PROJECT["dependencies"], *PROJECT["optional-dependencies"]["api"]])
+    assert "'.[worker]'" in (DEPLOY / "Dockerfile.worker").read_text()
+
+
+def test_worker_base_image_matches_the_torch_pin() -> None:
+    """The CUDA PyTorch base carries the torch version pyproject.toml pins (else pip fetches another)."""
+    pin = next(d for d in PROJECT["optional-dependencies"]["worker"] if d.startswith("torch=="))
+    base = re.search(r"ARG PYTORCH_IMAGE=pytorch/pytorch:(\S+)", (DEPLOY / "Dockerfile.worker").read_text())
+    assert base is not None and base.group(1).startswith(pin.removeprefix("torch==") + "-cuda")
+
+
+def test_api_ports_and_probes_match_the_app(tmp_path: Path) -> None:
+    """Container port = the port `impasto api` is told and the image exposes; probes hit real routes."""
+    from api import create_app
+
+    app = create_app(get_settings(data_dir=tmp_path))
+    try:
+        routes = {rule.rule for rule in app.url_map.iter_rules()}
+    finally:
+        app.extensions["impasto"].close()
+    (container,) = containers(objects("Deployment")["impasto-api"])
+    (port,) = container["ports"]
+    command = container["command"]
+    assert command[:2] == ["impasto", "api"] and int(command[command.index("--port") + 1]) == port["containerPort"]
+    assert f"EXPOSE {port['containerPort']}" in (DEPLOY / "Dockerfile.api").read_text()
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": port["name"]}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": port["name"]}
+    assert {"/readyz", "/healthz"} <= routes
+    (service_port,) = objects("Service")["impasto-api"]["spec"]["ports"]
+    assert service_port["targetPort"] == port["name"]
+    assert compose()["services"]["api"]["ports"] == [f"{port['containerPort']}:{port['containerPort']}"]
+
+
+@pytest.mark.parametrize("name", ["impasto-worker", "impasto-worker-large"])
+def test_workers_outlast_their_shutdown_and_have_one_gpu(name: str) -> None:
+    """terminationGracePeriodSeconds above shutdown_timeout_s (default and configured); one GPU a pod."""
+    worker = objects("Deployment")[name]
+    grace = worker["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+    configured = float(objects("ConfigMap")["impasto-config"]["data"]["IMPASTO_SHUTDOWN_TIMEOUT_S"])
+    assert grace > get_settings().shutdown_timeout_s and grace > configured
+    (container,) = containers(worker)
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
+    assert container["command"][:4] == ["impasto", "worker", "--gpus", "all"]
+    port = {p["name"]: p["containerPort"] for p in container["ports"]}["metrics"]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert int(env["IMPASTO_WORKER_METRICS_PORT"]) == port
+
+
+def test_keda_scales_each_pool_on_its_own_queue() -> None:
+    """One ScaledObject per size class: its redis list and SQL count name the queue its pods consume."""
+    deployments = objects("Deployment")
+    scaled = objects("ScaledObject")
+    broker = objects("ConfigMap")["impasto-config"]["data"]["IMPASTO_BROKER_URL"]
+    host_port, _, database = broker.removeprefix("redis://").partition("/")
+    lists = set()
+    for scaled_object in scaled.values():
+        target = deployments[scaled_object["spec"]["scaleTargetRef"]["name"]]
+        (container,) = containers(target)
+        consumed = container["command"][container["command"].index("--queues") + 1].split(",")
+        triggers = {t["type"]: t for t in scaled_object["spec"]["triggers"]}
+        redis_trigger = triggers["redis"]["metadata"]
+        assert redis_trigger["address"] == host_port and redis_trigger["databaseIndex"] == database
+        assert consumed == [redis_trigger["listName"]] and int(redis_trigger["listLength"]) >= 1
+        assert f"queue = '{redis_trigger['listName']}'" in triggers["postgresql"]["metadata"]["query"]
+        assert triggers["postgresql"]["authenticationRef"]["name"] in objects("TriggerAuthentication")
+        lists.add(redis_trigger["listName"])
+    assert lists == set(TRANSFER_QUEUES)
+
+
+def test_migration_job_and_reconciler() -> None:
+    """A Job that runs `impasto db upgrade`, and a reconciler Deployment."""
+    (job,) = objects("Job").values()
+    assert containers(job)[0]["command"] == ["impasto", "db", "upgrade"]
+    (reconciler,) = containers(objects("Deployment")["impasto-reconciler"])
+    assert reconciler["command"] == ["impasto", "reconcile"]
+
+
+def test_every_command_is_an_impasto_subcommand() -> None:
+    """The commands the deploy files run exist in the CLI."""
+    from shared.cli import LAZY_COMMANDS, main
+
+    known = set(LAZY_COMMANDS) | set(main.commands)
+    commands = [
+        c["command"] for w in [*objects("Deployment").values(), *objects("Job").values()] for c in containers(w)
+    ]
+    commands += [s["command"] for s in compose()["services"].values() if s.get("image", "").startswith("impasto-")]
+    for command in commands:
+        assert command[0] == "impasto" and command[1] in known, command

@@ -1,0 +1,386 @@
+"""Scale-out with real processes on loopback: shared S3 storage through the API, size classes routed
+to the workers that consume them, worker metrics, and Flower watching workers and tasks."""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+import redis
+import requests
+from PIL import Image
+from prometheus_client.parser import text_string_to_metric_families
+
+from shared.celery_app import make_celery
+from shared.database import make_engine, make_sessionmaker
+from shared.enqueue import enqueue_job
+from shared.job_params import JobParams
+from shared.jobs import create_job
+from shared.models import Job
+from shared.settings import Settings, get_settings
+from shared.size_classes import queue_for
+from shared.storage import make_storage, upload_key
+from shared.task_names import LARGE_QUEUE, SMALL_QUEUE
+from tests.conftest import REDIS_BASE
+from tests.e2e.conftest import ROOT, Processes, free_port, wait_ready
+
+AWS_ENV = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}
+BUCKET = "impasto-e2e"
+FINISHED = ("succeeded", "failed", "canceled")
+
+
+@pytest.fixture
+def redis_12() -> Iterator[str]:
+    """Redis database 12, flushed before and after."""
+    url = f"{REDIS_BASE}/12"
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    yield url
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture
+def s3_endpoint(tmp_path: Path) -> Iterator[str]:
+    """moto's standalone S3 server on a loopback port, with an empty bucket."""
+    port = free_port()
+    with open(tmp_path / "moto.log", "wb") as log:
+        server = subprocess.Popen(
+            [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: _answers(endpoint), 30, "moto_server did not start")
+        client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", **_credentials())
+        client.create_bucket(Bucket=BUCKET)
+        client.close()
+        yield endpoint
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+def _credentials() -> dict[str, str]:
+    return {
+        "aws_access_key_id": AWS_ENV["AWS_ACCESS_KEY_ID"],
+        "aws_secret_access_key": AWS_ENV["AWS_SECRET_ACCESS_KEY"],
+    }
+
+
+def _answers(url: str) -> bool:
+    try:
+        requests.get(url, timeout=1)
+    except requests.RequestException:
+        return False
+    return True
+
+
+def wait_until(condition: Callable[[], object], timeout: float, message: str) -> None:
+    """Poll until condition() is truthy."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(message)
+        time.sleep(0.2)
+
+
+def migrate(env: dict[str, str]) -> None:
+    """`impasto db upgrade` with this environment."""
+    subprocess.run(
+        [sys.executable, "-m", "shared.cli", "db", "upgrade"], env=env, cwd=ROOT, check=True, capture_output=True
+    )
+
+
+def api_session(settings: Settings) -> requests.Session:
+    """An HTTP session that sends an API key when this version of the API has keys."""
+    session = requests.Session()
+    if importlib.util.find_spec("shared.api_keys") is not None:
+        from shared.api_keys import issue_key
+
+        session.headers["Authorization"] = f"Bearer {issue_key(settings, 'scale-out-e2e')}"
+    return session
+
+
+def descendants(pid: int) -> list[int]:
+    """Every live descendant of a process, from /proc."""
+    try:
+        children = [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+    return children + [d for child in children for d in descendants(child)]
+
+
+def alive(pid: int) -> bool:
+    """True while a process exists and is not a zombie."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def stop_everything(processes: Processes) -> None:
+    """Stop the children and whatever they started.
+
+    `impasto api` runs gunicorn as a child process and does not pass SIGTERM on to it
+    (shared/cli.py), so stopping it alone would leave gunicorn serving; stop leftovers by pid.
+    """
+    leftovers = [d for process in processes.children.values() for d in descendants(process.pid)]
+    processes.stop_all()
+    for pid in leftovers:
+        if alive(pid):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    for pid in leftovers:
+        while alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if alive(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
+def worker_metrics(port: int) -> dict[str, float]:
+    """A worker's metrics as {'name{label=value}': value}."""
+    text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    values = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
+            values[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
+    return values
+
+
+def no_gpus(tmp_path: Path) -> Path:
+    """A folder holding an nvidia-smi that fails as it does on a machine without GPUs."""
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    (folder / "nvidia-smi").write_text("#!/bin/sh\necho 'No devices were found'\nexit 6\n")
+    (folder / "nvidia-smi").chmod(0o755)
+    return folder
+
+
+def test_s3_storage_through_the_api_with_a_supervised_worker(
+    tmp_path: Path, postgres_url: str, redis_12: str, s3_endpoint: str, samples: Path
+) -> None:
+    """API (gunicorn) and `impasto worker --gpus all` (no GPU here: one CPU child) share only S3:
+    the output and snapshots come back through the API, every object is in the bucket, none on disk,
+    and the worker's metrics port counts the run."""
+    metrics_port = free_port()
+    env = {
+        **os.environ,
+        **AWS_ENV,
+        "IMPASTO_DATA_DIR": str(tmp_path / "data"),
+        "IMPASTO_DATABASE_URL": postgres_url,
+        "IMPASTO_BROKER_URL": redis_12,
+        "IMPASTO_STORAGE_URL": f"s3://{BUCKET}/e2e",
+        "IMPASTO_S3_ENDPOINT_URL": s3_endpoint,
+        "IMPASTO_PROGRESS_INTERVAL_S": "0.2",
+        "IMPASTO_WORKER_METRICS_PORT": str(metrics_port),
+        "IMPASTO_SHUTDOWN_TIMEOUT_S": "20",
+        # An nvidia-smi that finds no GPU (as on this machine): `--gpus all` falls back to one CPU worker.
+        "PATH": f"{no_gpus(tmp_path)}:{os.environ['PATH']}",
+    }
+    migrate(env)
+    settings = get_settings(data_dir=tmp_path / "data", database_url=postgres_url)
+    http = api_session(settings)
+    processes = Processes(env, tmp_path)
+    port = free_port()
+    supervisor = processes.start("worker", "worker", "--gpus", "all")
+    processes.start("api", "api", "--port", str(port), "--workers", "1")
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(url)
+        files = [
+            ("content", ("chelsea.jpg", (samples / "chelsea.jpg").read_bytes(), "image/jpeg")),
+            ("style", ("starry_night.jpg", (samples / "starry_night.jpg").read_bytes(), "image/jpeg")),
+        ]
+        params = {"size": 64, "iterations": 10, "snapshot_every": 5}
+        response = http.post(f"{url}/v1/jobs", files=files, data={"params": json.dumps(params)}, timeout=30)
+        assert response.status_code == 202, response.text
+        job_id = response.json()["id"]
+        deadline = time.monotonic() + 120
+        while (job := http.get(f"{url}/v1/jobs/{job_id}", timeout=10).json())["status"] not in FINISHED:
+            assert time.monotonic() < deadline, (job, processes.log("worker")[-3000:])
+            time.sleep(0.2)
+        assert job["status"] == "succeeded", (job, processes.log("worker")[-3000:])
+        assert job["worker"] == f"cpu@{socket.gethostname()}" and job["metrics"]["device"] == "cpu"
+        final = http.get(job["outputs"]["final"], timeout=10)
+        assert final.status_code == 200 and max(Image.open(io.BytesIO(final.content)).size) == 64
+        assert [s["iteration"] for s in job["outputs"]["intermediates"]] == [5, 10]
+        for snapshot in job["outputs"]["intermediates"]:
+            response = http.get(snapshot["url"], timeout=10)
+            assert response.status_code == 200 and response.headers["Content-Type"] == "image/png"
+
+        client = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1", **_credentials())
+        keys = {o["Key"] for o in client.list_objects_v2(Bucket=BUCKET, Prefix="e2e/")["Contents"]}
+        client.close()
+        assert {f"e2e/jobs/{job_id}/final.png", f"e2e/jobs/{job_id}/snapshots/000005.png"} <= keys
+        assert sum(k.startswith("e2e/uploads/") for k in keys) == 2
+        assert not (tmp_path / "data" / "storage").exists(), "nothing may be written to local storage"
+
+        metrics = worker_metrics(metrics_port)
+        assert metrics["impasto_worker_jobs_total{outcome=succeeded}"] == 1
+        assert metrics["impasto_worker_job_run_seconds_count{outcome=succeeded}"] == 1
+        assert metrics["impasto_worker_iterations_per_second"] > 0
+        assert metrics["impasto_worker_peak_gpu_memory_bytes"] == 0  # a CPU worker
+        assert "no GPU found" in processes.log("worker")
+    finally:
+        stop_everything(processes)
+        http.close()
+    assert supervisor.returncode == 0, processes.log("worker")[-3000:]
+
+
+def store_samples(storage_url: str, samples: Path) -> list[str]:
+    """Store the cat and Starry Night as the API would; returns [content_key, style_key]."""
+    storage = make_storage(storage_url)
+    keys = []
+    for name in ("chelsea.jpg", "starry_night.jpg"):
+        data = (samples / name).read_bytes()
+        keys.append(upload_key(data, "jpg"))
+        storage.put(keys[-1], data)
+    return keys
+
+
+def enqueue_sized_jobs(settings: Settings, samples: Path, sizes: list[int]) -> dict[str, str]:
+    """Insert a job per size, routed by its output pixels as the API routes it; returns id -> queue."""
+    content_key, style_key = store_samples(settings.resolved_storage_url(), samples)
+    with Image.open(samples / "chelsea.jpg") as content:
+        aspect = content.width / content.height
+    engine = make_engine(settings)
+    celery = make_celery(settings)
+    routed = {}
+    try:
+        with make_sessionmaker(engine)() as session:
+            for size in sizes:
+                params = JobParams(size=size, iterations=4, snapshot_every=0)
+                queue = queue_for(params.pixel_count(aspect), settings)
+                assert queue is not None
+                values = params.model_dump(mode="json")
+                job = create_job(session, params=values, content_key=content_key, style_keys=[style_key], queue=queue)
+                session.commit()
+                assert enqueue_job(celery, session, job.id, queue)
+                routed[job.id] = queue
+    finally:
+        celery.close()
+        engine.dispose()
+    return routed
+
+
+def job_rows(settings: Settings, ids: list[str]) -> dict[str, Job]:
+    """The jobs' rows, by id."""
+    engine = make_engine(settings)
+    try:
+        with make_sessionmaker(engine)() as session:
+            return {job.id: job for job in session.query(Job).filter(Job.id.in_(ids))}
+    finally:
+        engine.dispose()
+
+
+def wait_finished(settings: Settings, ids: list[str], processes: Processes, timeout: float = 120) -> dict[str, Job]:
+    """Poll SQL until every job has ended."""
+    deadline = time.monotonic() + timeout
+    while True:
+        rows = job_rows(settings, ids)
+        if all(row.status in FINISHED for row in rows.values()):
+            return rows
+        logs = {name: processes.log(name)[-2000:] for name in processes.children}
+        assert time.monotonic() < deadline, ({i: r.status for i, r in rows.items()}, logs)
+        time.sleep(0.3)
+
+
+def scale_out_env(tmp_path: Path, postgres_url: str, redis_12: str) -> tuple[dict[str, str], Settings]:
+    """A shared environment and the same settings in-process: small class up to 32x32 output pixels."""
+    env = {
+        **os.environ,
+        "IMPASTO_DATA_DIR": str(tmp_path / "data"),
+        "IMPASTO_DATABASE_URL": postgres_url,
+        "IMPASTO_BROKER_URL": redis_12,
+        "IMPASTO_STORAGE_URL": f"file://{tmp_path / 'storage'}",
+        "IMPASTO_SMALL_JOB_MAX_PIXELS": str(32 * 32),
+        "IMPASTO_DEVICE": "cpu",
+        "IMPASTO_SHUTDOWN_TIMEOUT_S": "20",
+    }
+    migrate(env)
+    settings = get_settings(
+        data_dir=tmp_path / "data",
+        database_url=postgres_url,
+        broker_url=redis_12,
+        storage_url=env["IMPASTO_STORAGE_URL"],
+        small_job_max_pixels=32 * 32,
+    )
+    return env, settings
+
+
+def test_size_classes_reach_only_the_workers_that_consume_them(
+    tmp_path: Path, postgres_url: str, redis_12: str, samples: Path
+) -> None:
+    """Two worker processes with different names and queues; six jobs of two classes: each class
+    runs only on its worker, both work, and each job records who ran it."""
+    env, settings = scale_out_env(tmp_path, postgres_url, redis_12)
+    processes = Processes(env, tmp_path)
+    host = socket.gethostname()
+    # The supervised CPU worker holds 32x32: by --max-pixels it consumes the small class only.
+    processes.start("small", "worker", "--gpus", "cpu", "--max-pixels", str(32 * 32))
+    processes.start("large", "worker", "--name", "large@localhost", "--queues", LARGE_QUEUE)
+    try:
+        routed = enqueue_sized_jobs(settings, samples, [16, 40, 32, 48, 24, 56])
+        assert sorted(routed.values()) == sorted([SMALL_QUEUE] * 3 + [LARGE_QUEUE] * 3)
+        rows = wait_finished(settings, list(routed), processes)
+    finally:
+        stop_everything(processes)
+    expected_worker = {SMALL_QUEUE: f"cpu@{host}", LARGE_QUEUE: "large@localhost"}
+    for job_id, queue in routed.items():
+        assert rows[job_id].status == "succeeded", (rows[job_id].error_message, processes.log(queue))
+        assert rows[job_id].worker == expected_worker[queue], (queue, rows[job_id].worker)
+    assert "consumes transfer" in processes.log("small") and "transfer.large" not in processes.log("small")
+
+
+def flower_get(url: str, path: str) -> Any:
+    """GET a Flower API path as JSON (None while Flower is not answering)."""
+    try:
+        response = requests.get(f"{url}{path}", timeout=5)
+    except requests.RequestException:
+        return None
+    return response.json() if response.status_code == 200 else None
+
+
+def test_flower_sees_the_worker_and_its_finished_task(
+    tmp_path: Path, postgres_url: str, redis_12: str, samples: Path
+) -> None:
+    """`impasto flower` on the same Redis: the worker is listed and the finished task is visible."""
+    env, settings = scale_out_env(tmp_path, postgres_url, redis_12)
+    flower_port = free_port()
+    processes = Processes({**env, "FLOWER_UNAUTHENTICATED_API": "true"}, tmp_path)
+    processes.start("flower", "flower", "--port", str(flower_port), "--address", "127.0.0.1")
+    processes.start("worker", "worker", "--name", "watched@localhost")
+    flower = f"http://127.0.0.1:{flower_port}"
+    try:
+        wait_until(
+            lambda: "watched@localhost" in (flower_get(flower, "/api/workers?refresh=1") or {}),
+            60,
+            "Flower never listed the worker",
+        )
+        (job_id,) = enqueue_sized_jobs(settings, samples, [24])
+        wait_finished(settings, [job_id], processes)
+
+        def finished_task() -> dict[str, Any] | None:
+            tasks = flower_get(flower, "/api/tasks") or {}
+            return next((t for t in tasks.values() if job_id in str(t.get("args")) and t["state"] == "SUCCESS"), None)
+
+        wait_until(finished_task, 30, f"Flower never showed the task as finished: {flower_get(flower, '/api/tasks')}")
+        task = finished_task()
+        assert task is not None and task["name"] == "impasto.transfer" and task["worker"] == "watched@localhost"
+    finally:
+        stop_everything(processes)
