@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from flask import Flask, Response
 
-from api import health, job_files, jobs, openapi
+from api import events, health, job_files, jobs, metrics, openapi, web
+from api.auth import authenticate
 from api.context import EXTENSION_KEY, Impasto, close_db_session, request_id
 from api.errors import register_error_handlers
+from api.rate_limit import install_rate_limit
 from shared.celery_app import make_celery
 from shared.database import make_engine, make_sessionmaker
 from shared.settings import Settings, get_settings
@@ -28,10 +30,14 @@ def create_app(settings: Settings | None = None) -> Flask:
         celery=make_celery(settings),
     )
     app.before_request(assign_request_id)
+    metrics.install_request_timing(app)
+    # Order matters: the key is checked first, then the limiter charges that key's budget.
+    app.before_request(authenticate)
+    install_rate_limit(app, settings)
     app.after_request(send_request_id)
     app.teardown_appcontext(close_db_session)
     register_error_handlers(app)
-    for blueprint in (jobs.bp, job_files.bp, health.bp, openapi.bp):
+    for blueprint in (jobs.bp, job_files.bp, events.bp, health.bp, metrics.bp, openapi.bp, web.bp):
         app.register_blueprint(blueprint)
     return app
 

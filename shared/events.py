@@ -14,11 +14,19 @@ from typing import Any
 import redis
 
 from shared.settings import Settings
+from shared.status import FINISHED
 
 log = logging.getLogger(__name__)
 
+FINISHED_VALUES = frozenset(status.value for status in FINISHED)
+
 STREAM_MAXLEN = 2000  # entries kept per job; progress is throttled, so this spans a whole job
-STREAM_TTL_S = 7 * 24 * 3600  # a finished job's stream expires with its images
+# Every publish pushes the expiry forward: a live job's stream stays while it runs (or waits,
+# handed back, in the queue for up to a day). Once the job has ended, SQL holds all a late reader
+# needs, so its stream goes after an hour: long enough for a dropped client to resume with
+# Last-Event-ID, short enough that Redis does not carry every finished job's history.
+STREAM_TTL_S = 24 * 3600
+FINISHED_STREAM_TTL_S = 3600
 
 
 def stream_key(job_id: str) -> str:
@@ -40,7 +48,7 @@ class EventPublisher:
         try:
             pipe = self.client.pipeline(transaction=False)
             pipe.xadd(key, {"event": event, "data": json.dumps(data)}, maxlen=STREAM_MAXLEN, approximate=True)
-            pipe.expire(key, STREAM_TTL_S)
+            pipe.expire(key, FINISHED_STREAM_TTL_S if _ends_the_job(event, data) else STREAM_TTL_S)
             pipe.execute()
         except redis.RedisError as exc:
             log.warning("job %s: %s event not published (%s)", job_id, event, exc)
@@ -49,6 +57,10 @@ class EventPublisher:
         """Release the connection pool."""
         if self.client is not None:
             self.client.close()
+
+
+def _ends_the_job(event: str, data: dict[str, Any]) -> bool:
+    return event == "completed" or (event == "status" and data.get("status") in FINISHED_VALUES)
 
 
 def redis_url_for_events(settings: Settings) -> str | None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import redis
 
 from shared.database import upgrade_database
-from shared.events import stream_key
+from shared.events import FINISHED_STREAM_TTL_S, stream_key
 from shared.settings import get_settings
 from tests.worker.conftest import make_job
 from worker.context import build_context
@@ -27,6 +27,7 @@ def test_a_run_publishes_status_progress_and_snapshots(tmp_path: Path, samples: 
     assert run_transfer(ctx, job_id, "w1", "w1/a") == "succeeded"
     client = redis.Redis.from_url(redis_url)
     entries = client.xrange(stream_key(job_id))
+    ttl = client.ttl(stream_key(job_id))
     client.close()
     ctx.events.close()
     events = [(e[b"event"].decode(), json.loads(e[b"data"])) for _, e in entries]
@@ -38,3 +39,4 @@ def test_a_run_publishes_status_progress_and_snapshots(tmp_path: Path, samples: 
     assert progress == list(range(1, 9))
     assert [data["iteration"] for name, data in events if name == "snapshot"] == [4, 8]
     assert events[1][1]["loss"]["total"] > 0 and events[1][1]["iterations"] == 8
+    assert 0 < ttl <= FINISHED_STREAM_TTL_S, "a finished job's stream expires within the hour"

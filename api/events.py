@@ -1,0 +1,193 @@
+"""GET /v1/jobs/{id}/events: a job's live events as Server-Sent Events.
+
+With a Redis broker the stream relays the job's Redis stream (shared.events), and the SSE ids
+are the Redis entry ids, so a client that reconnects with Last-Event-ID continues with XREAD
+after the last entry it saw, losing nothing. Without Redis (the embedded set-up) the stream
+polls SQL and derives the events from row changes.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import redis
+from flask import Blueprint, Response, request, stream_with_context, url_for
+from sqlalchemy.orm import selectinload
+
+from api.context import Impasto, close_db_session, current_impasto
+from api.job_json import job_json
+from api.jobs import find_job
+from api.openapi import documented
+from api.schemas import ErrorBody
+from shared.events import redis_url_for_events, stream_key
+from shared.models import Job
+from shared.status import JobStatus
+
+bp = Blueprint("events", __name__, url_prefix="/v1/jobs")
+
+REDIS_ID = re.compile(r"^\d+-\d+$")
+Entries = list[tuple[str, dict[str, str]]]  # (entry id, fields), as decode_responses gives them
+XREAD_BLOCK_MS = 1000  # how long one XREAD waits; bounds how late a heartbeat or SQL check is
+
+
+@bp.get("/<job_id>/events")
+@documented(responses={200: "text/event-stream", 404: ErrorBody})
+def job_events(job_id: str) -> Response:
+    """The job's events as text/event-stream: status, progress, snapshot, then completed."""
+    job_id = find_job(job_id).id  # 404 for another key's job, before anything is streamed
+    # The stream reads SQL in short sessions of its own: a request session held for minutes
+    # would pin a pooled connection per watcher.
+    close_db_session()
+    impasto = current_impasto()
+    last_event_id = request.headers.get("Last-Event-ID", "").strip()
+    redis_url = redis_url_for_events(impasto.settings)
+    if redis_url is not None:
+        events = redis_events(impasto, redis_url, job_id, last_event_id)
+    else:
+        events = polled_events(impasto, job_id, last_event_id)
+    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}  # no proxy buffering (nginx)
+    return Response(stream_with_context(events), mimetype="text/event-stream", headers=headers)
+
+
+def sse(event: str, data: dict[str, Any], event_id: str | None = None) -> str:
+    """One SSE message (data is one JSON line, so it needs no splitting)."""
+    head = f"id: {event_id}\n" if event_id is not None else ""
+    return f"{head}event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
+
+
+def heartbeat() -> str:
+    """A comment line: keeps proxies from closing an idle stream, and finds a gone client."""
+    return ": keepalive\n\n"
+
+
+def read_job(impasto: Impasto, job_id: str) -> dict[str, Any] | None:
+    """The job JSON from SQL in a short session of its own; None once the job is deleted."""
+    with impasto.sessions() as session:
+        job = session.get(Job, job_id, options=[selectinload(Job.snapshots)])
+        return job_json(job) if job is not None else None
+
+
+def is_finished(job: dict[str, Any]) -> bool:
+    """True for succeeded, failed and canceled."""
+    return JobStatus(job["status"]).finished
+
+
+def snapshot_url(job_id: str, iteration: int) -> str:
+    """The intermediate image of one snapshot."""
+    return url_for("job_files.get_intermediate", job_id=job_id, iteration=iteration, _external=True)
+
+
+def redis_events(impasto: Impasto, url: str, job_id: str, last_event_id: str) -> Iterator[str]:
+    """Relay the job's Redis stream from after `last_event_id`, or from now after the SQL state."""
+    settings = impasto.settings
+    # Its own connection: a blocking XREAD holds one for its whole wait.
+    client = redis.Redis.from_url(url, socket_timeout=XREAD_BLOCK_MS / 1000 + 5, decode_responses=True)
+    try:
+        key = stream_key(job_id)
+        if REDIS_ID.match(last_event_id):
+            cursor = last_event_id
+        else:
+            # The newest entry *before* reading SQL: anything later is relayed, so there is no gap
+            # (an event already in the SQL state may come again, which is harmless).
+            newest: Entries = client.xrevrange(key, count=1)  # type: ignore[assignment]
+            cursor = newest[0][0] if newest else "0-0"
+        job = read_job(impasto, job_id)
+        if job is None:
+            return
+        # On a resume the state carries no id: the client's Last-Event-ID stays where it was.
+        yield sse("status", {"status": job["status"], "job": job}, None if cursor == last_event_id else cursor)
+        if is_finished(job):
+            yield from relay_entries(entries_after(client, key, cursor), job_id)
+            yield sse("completed", job)
+            return
+        last_beat = last_check = time.monotonic()
+        finished = False  # a final status was relayed; SQL may commit it a moment later
+        while True:
+            found: list[tuple[str, Entries]] = client.xread({key: cursor}, block=XREAD_BLOCK_MS, count=100)  # type: ignore[assignment]
+            for _key, entries in found:
+                for entry_id, fields in entries:
+                    cursor = entry_id
+                    event, data = fields.get("event", ""), json.loads(fields.get("data", "{}"))
+                    yield relay(event, data, entry_id, job_id)
+                    finished = finished or (event == "status" and JobStatus(data.get("status", "queued")).finished)
+            now = time.monotonic()
+            if now - last_beat >= settings.sse_heartbeat_s:
+                last_beat = now
+                yield heartbeat()
+            if finished or now - last_check >= settings.sse_sql_check_s:
+                # SQL is the truth: a lost final event (publish failed, stream expired) still ends
+                # the stream, with the job as SQL has it.
+                last_check = now
+                job = read_job(impasto, job_id)
+                if job is None:
+                    return
+                if is_finished(job):
+                    yield from relay_entries(entries_after(client, key, cursor), job_id)
+                    yield sse("completed", job)
+                    return
+    finally:
+        client.close()
+
+
+def entries_after(client: redis.Redis, key: str, cursor: str) -> Entries:
+    """Stream entries after `cursor` (exclusive)."""
+    entries: Entries = client.xrange(key, min=f"({cursor}")  # type: ignore[assignment]
+    return entries
+
+
+def relay_entries(entries: Entries, job_id: str) -> Iterator[str]:
+    """SSE messages of stream entries not yet relayed."""
+    for entry_id, fields in entries:
+        yield relay(fields.get("event", ""), json.loads(fields.get("data", "{}")), entry_id, job_id)
+
+
+def relay(event: str, data: dict[str, Any], entry_id: str, job_id: str) -> str:
+    """One stream entry as SSE; a snapshot gains the URL of its image."""
+    if event == "snapshot" and "iteration" in data:
+        data = {**data, "url": snapshot_url(job_id, int(data["iteration"]))}
+    return sse(event, data, entry_id)
+
+
+def polled_events(impasto: Impasto, job_id: str, last_event_id: str) -> Iterator[str]:
+    """Events derived from SQL row changes, polled; ids are increasing integers."""
+    settings = impasto.settings
+    counter = int(last_event_id) if last_event_id.isdigit() else 0
+
+    def next_id() -> str:
+        nonlocal counter
+        counter += 1
+        return str(counter)
+
+    job = read_job(impasto, job_id)
+    if job is None:
+        return
+    yield sse("status", {"status": job["status"], "job": job}, next_id())
+    status, iteration = job["status"], job["progress"]["iteration"]
+    seen_snapshots = {item["iteration"] for item in job["outputs"]["intermediates"]}
+    last_beat = time.monotonic()
+    while not is_finished(job):
+        time.sleep(settings.sse_poll_s)
+        latest = read_job(impasto, job_id)
+        if latest is None:
+            return
+        job = latest
+        if job["status"] != status and not is_finished(job):
+            status = job["status"]
+            yield sse("status", {"status": status, "job": job}, next_id())
+        if job["progress"]["iteration"] != iteration:
+            iteration = job["progress"]["iteration"]
+            yield sse("progress", job["progress"], next_id())
+        for item in job["outputs"]["intermediates"]:
+            if item["iteration"] not in seen_snapshots:
+                seen_snapshots.add(item["iteration"])
+                yield sse("snapshot", {"iteration": item["iteration"], "url": item["url"]}, next_id())
+        if time.monotonic() - last_beat >= settings.sse_heartbeat_s:
+            last_beat = time.monotonic()
+            yield heartbeat()
+    if job["status"] != status:
+        yield sse("status", {"status": job["status"], "job": job}, next_id())
+    yield sse("completed", job, next_id())

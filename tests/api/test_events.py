@@ -1,0 +1,197 @@
+"""GET /v1/jobs/{id}/events: the Redis-fed stream (events XADDed as a worker does) and the
+SQL-polling fallback of the embedded set-up, read message by message as the server yields them."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import redis
+from flask import Flask
+from flask.testing import FlaskClient
+from werkzeug.test import TestResponse
+
+from shared.events import EventPublisher
+from shared.jobs import owned_update
+from shared.status import JobStatus
+from tests.api.conftest import REDIS_URL, WORKER_NAME, Submit, WorkerActions, add_key, impasto_of, keyed_client
+
+
+@dataclass
+class Message:
+    """One parsed SSE message."""
+
+    event: str
+    data: dict[str, Any]
+    id: str | None
+
+
+class Stream:
+    """An open event stream, read one message at a time."""
+
+    def __init__(self, response: TestResponse) -> None:
+        self.response = response
+        self.chunks: Iterator[bytes] = iter(response.response)  # type: ignore[arg-type]
+
+    def next(self) -> Message:
+        """The next message, skipping heartbeats."""
+        while True:
+            text = next(self.chunks)
+            text = text.decode() if isinstance(text, bytes) else text
+            fields = dict(line.split(": ", 1) for line in text.strip().splitlines() if not line.startswith(":"))
+            if fields:
+                return Message(fields["event"], json.loads(fields["data"]), fields.get("id"))
+
+    def rest(self) -> list[Message]:
+        """Every message until the stream ends."""
+        messages = []
+        while True:
+            try:
+                messages.append(self.next())
+            except StopIteration:
+                return messages
+
+
+@pytest.fixture
+def open_stream(client: FlaskClient) -> Iterator[Callable[..., Stream]]:
+    """Open event streams (closed after the test)."""
+    streams: list[Stream] = []
+
+    def connect(job_id: str, last_event_id: str | None = None, with_client: FlaskClient | None = None) -> Stream:
+        headers = {"Last-Event-ID": last_event_id} if last_event_id else {}
+        response = (with_client or client).get(f"/v1/jobs/{job_id}/events", headers=headers, buffered=False)
+        assert response.status_code == 200, response.get_data(as_text=True)
+        assert response.mimetype == "text/event-stream"
+        stream = Stream(response)
+        streams.append(stream)
+        return stream
+
+    yield connect
+    for stream in streams:
+        stream.response.close()
+
+
+@pytest.fixture
+def publisher() -> Iterator[EventPublisher]:
+    """Publishes into the API tests' Redis, as a worker does."""
+    events = EventPublisher(redis.Redis.from_url(REDIS_URL))
+    yield events
+    events.close()
+
+
+def progress_update(app: Flask, job_id: str, iteration: int) -> None:
+    """Write progress as the worker's throttled SQL write does."""
+    with impasto_of(app).sessions() as session:
+        losses = {"content": 1.0, "style": 2.0, "tv": 0.1, "total": 3.1}
+        assert owned_update(session, job_id, WORKER_NAME, iteration=iteration, losses=losses, eta_seconds=4.0)
+
+
+def test_redis_stream_relays_events_and_resumes(
+    submit: Submit, worker_actions: WorkerActions, publisher: EventPublisher, open_stream: Callable[..., Stream]
+) -> None:
+    """State first, then the worker's events with Redis ids; Last-Event-ID resumes without gaps."""
+    job_id = submit().get_json()["id"]
+    stream = open_stream(job_id)
+    first = stream.next()
+    assert (first.event, first.data["status"], first.data["job"]["id"]) == ("status", "queued", job_id)
+    worker_actions.claim(job_id)
+    publisher.publish(job_id, "status", {"status": "running", "worker": WORKER_NAME, "attempt": 1})
+    publisher.publish(job_id, "progress", {"iteration": 5, "iterations": 20, "percent": 25.0})
+    worker_actions.snapshot(job_id, 5)
+    publisher.publish(job_id, "snapshot", {"iteration": 5})
+    running, progress, snapshot = stream.next(), stream.next(), stream.next()
+    assert [m.event for m in (running, progress, snapshot)] == ["status", "progress", "snapshot"]
+    assert running.data["status"] == "running" and progress.data["iteration"] == 5
+    assert snapshot.data["url"].endswith(f"/v1/jobs/{job_id}/intermediates/5")
+    ids = [m.id for m in (running, progress, snapshot)]
+    assert all(ids) and ids == sorted(ids, key=lambda i: tuple(map(int, str(i).split("-"))))
+    stream.response.close()
+
+    # Reconnect after the progress event: the snapshot comes again, then whatever follows.
+    resumed = open_stream(job_id, last_event_id=progress.id)
+    state = resumed.next()
+    assert (state.event, state.id, state.data["status"]) == ("status", None, "running")
+    again = resumed.next()
+    assert (again.event, again.id) == ("snapshot", snapshot.id)
+    worker_actions.finish(job_id, JobStatus.SUCCEEDED)
+    publisher.publish(job_id, "status", {"status": "succeeded"})
+    tail = resumed.rest()
+    assert [m.event for m in tail] == ["status", "completed"]
+    assert tail[0].data["status"] == "succeeded"
+    assert tail[1].data["status"] == "succeeded" and tail[1].data["outputs"]["final"]
+
+
+def test_redis_stream_ends_from_sql_when_the_final_event_is_lost(
+    make_app: Callable[..., Flask], images: Any, open_stream: Callable[..., Stream]
+) -> None:
+    """A job that ends without its final event still gets `completed`, from SQL."""
+    app = make_app(sse_sql_check_s=0.1)
+    client = keyed_client(app)
+    actions = WorkerActions(app, images.png)
+    job_id = submit_with(client, images)
+    stream = open_stream(job_id, with_client=client)
+    assert stream.next().data["status"] == "queued"
+    actions.claim(job_id)
+    actions.finish(job_id, JobStatus.FAILED, error_code="engine_error", error_message="boom")
+    completed = stream.next()
+    assert (completed.event, completed.data["status"]) == ("completed", "failed")
+
+
+def submit_with(client: FlaskClient, images: Any) -> str:
+    """Submit a job with `client`; its id."""
+    data = {"content": (io.BytesIO(images.jpeg), "c.jpg"), "style": [(io.BytesIO(images.png), "s.png")]}
+    response = client.post("/v1/jobs", data=data, content_type="multipart/form-data")
+    assert response.status_code == 202, response.get_data(as_text=True)
+    job_id: str = response.get_json()["id"]
+    return job_id
+
+
+def test_finished_job_answers_state_and_completed_at_once(
+    submit: Submit, worker_actions: WorkerActions, open_stream: Callable[..., Stream]
+) -> None:
+    """A finished job's stream is its state and `completed`, then it ends."""
+    job_id = submit().get_json()["id"]
+    worker_actions.claim(job_id)
+    worker_actions.finish(job_id, JobStatus.SUCCEEDED)
+    messages = open_stream(job_id).rest()
+    assert [(m.event, m.data["status"]) for m in messages] == [("status", "succeeded"), ("completed", "succeeded")]
+
+
+def test_sql_polling_fallback(make_app: Callable[..., Flask], images: Any, open_stream: Callable[..., Stream]) -> None:
+    """Without Redis, events come from row changes, with increasing integer ids."""
+    app = make_app(broker_url=None, sse_poll_s=0.02)
+    client = keyed_client(app)
+    actions = WorkerActions(app, images.png)
+    job_id = submit_with(client, images)
+    stream = open_stream(job_id, with_client=client)
+    messages = [stream.next()]
+    actions.claim(job_id)
+    messages.append(stream.next())
+    progress_update(app, job_id, 5)
+    messages.append(stream.next())
+    actions.snapshot(job_id, 5)
+    messages.append(stream.next())
+    actions.finish(job_id, JobStatus.SUCCEEDED)
+    messages += stream.rest()
+    assert [m.event for m in messages] == ["status", "status", "progress", "snapshot", "status", "completed"]
+    assert [m.data.get("status") for m in messages if m.event == "status"] == ["queued", "running", "succeeded"]
+    assert messages[2].data["iteration"] == 5 and messages[2].data["eta_seconds"] == 4.0
+    assert messages[3].data["url"].endswith("/intermediates/5")
+    assert [int(str(m.id)) for m in messages] == list(range(1, 7))
+    # A reconnect continues the numbering.
+    resumed = open_stream(job_id, last_event_id="6", with_client=client).rest()
+    assert [(m.event, m.id) for m in resumed] == [("status", "7"), ("completed", "8")]
+
+
+def test_another_keys_job_is_not_found(app: Flask, submit: Submit) -> None:
+    """Key B cannot watch key A's job, nor a job that does not exist; no key is a 401."""
+    job_id = submit().get_json()["id"]
+    other = keyed_client(app, add_key(app, "key-b"))
+    for url in (f"/v1/jobs/{job_id}/events", "/v1/jobs/00000000-0000-4000-8000-000000000000/events"):
+        response = other.get(url)
+        assert response.status_code == 404 and response.get_json()["error"]["code"] == "not_found"
+    assert app.test_client().get(f"/v1/jobs/{job_id}/events").status_code == 401

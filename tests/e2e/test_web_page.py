@@ -1,0 +1,105 @@
+"""The web page at / in headless Chromium (Debian's package, from deploy/local/ensure-browser.sh),
+against real processes: submit through the page, watch it run, cancel another job."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+import requests
+
+from tests.e2e.conftest import API_KEYS, Processes, auth
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+TIMEOUT_MS = 120_000  # a busy two-core machine runs the worker and the browser side by side
+
+pytestmark = pytest.mark.skipif(
+    not CHROMIUM.exists(), reason="needs /usr/bin/chromium: run deploy/local/ensure-browser.sh"
+)
+
+
+@pytest.fixture
+def page() -> Iterator[object]:
+    """A Chromium page (playwright driving the system browser; nothing is downloaded)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            context = browser.new_context(viewport={"width": 1280, "height": 820})
+            yield context.new_page()
+            context.close()
+        finally:
+            browser.close()
+
+
+def fill_job(page: object, samples: Path, size: int, iterations: int, snapshot_every: int) -> None:
+    """Fill the submit form and send it."""
+    from playwright.sync_api import Page
+
+    assert isinstance(page, Page)
+    page.set_input_files("#content", str(samples / "chelsea.jpg"))
+    page.set_input_files("#styles", str(samples / "starry_night.jpg"))
+    page.fill("#size", str(size))
+    page.fill("#iterations", str(iterations))
+    page.fill("#snapshot-every", str(snapshot_every))
+    page.click("#submit-button")
+
+
+def test_submit_watch_and_cancel(production_stack: tuple[str, Processes], samples: Path, page: object) -> None:
+    """A small job's progress bar moves and its final image appears; a second job is canceled."""
+    from playwright.sync_api import Page
+
+    assert isinstance(page, Page)
+    url, processes = production_stack
+    try:
+        drive_page(page, url, samples)
+    except AssertionError as exc:
+        # Say what the server saw: the page alone cannot tell a stuck worker from a stuck stream.
+        jobs = requests.get(f"{url}/v1/jobs", headers=auth(url), timeout=10).json()["jobs"]
+        states = [(job["id"][:8], job["status"], job["progress"]["iteration"]) for job in jobs]
+        raise AssertionError(f"{exc}\njobs: {states}\nworker log:\n{processes.log('worker')[-3000:]}") from exc
+
+
+def drive_page(page: Page, url: str, samples: Path) -> None:
+    """The steps of test_submit_watch_and_cancel."""
+    from playwright.sync_api import expect
+
+    page.set_default_timeout(TIMEOUT_MS)
+    expect.set_options(timeout=TIMEOUT_MS)
+    page.goto(url + "/")
+    expect(page.locator("#local-key")).to_be_hidden()  # not an embedded stack: no local key offered
+    page.fill("#key", API_KEYS[url])
+    page.click("#key-form button[type=submit]")
+
+    fill_job(page, samples, size=64, iterations=30, snapshot_every=5)
+    expect(page.locator("#job")).to_be_visible()
+    # The page's CSP forbids eval, so the checks read the DOM through locators, not scripts.
+    expect(page.locator("#progress-text")).to_have_text(re.compile(r"^iteration [1-9]"))
+    expect(page.locator("#bar")).to_have_attribute("style", re.compile(r"width: [1-9]"))
+    if screenshot := os.environ.get("IMPASTO_WEB_SCREENSHOT"):  # docs/web_page.png is made this way
+        page.wait_for_selector("#strip img", timeout=TIMEOUT_MS)
+        page.screenshot(path=screenshot)
+    expect(page.locator("#job-status")).to_have_text("succeeded", timeout=TIMEOUT_MS)
+    expect(page.locator("#image-caption")).to_have_text("final image")
+    expect(page.locator("#image")).to_have_attribute("src", re.compile(r"^blob:"))
+    expect(page.locator("#download")).to_be_enabled()
+    assert page.locator("#strip img").count() >= 1
+
+    fill_job(page, samples, size=128, iterations=2000, snapshot_every=0)
+    expect(page.locator("#job-status")).to_have_text("running", timeout=TIMEOUT_MS)
+    page.click("#cancel")
+    expect(page.locator("#job-status")).to_have_text("canceled", timeout=TIMEOUT_MS)
+    expect(page.locator("#jobs li .status", has_text="canceled")).to_have_count(1)
+    expect(page.locator("#error")).to_be_hidden()
