@@ -1,0 +1,50 @@
+"""Retention: a finished job's images (final and snapshots) are deleted after retention_s; the
+row stays, marked expired, and its image URLs answer 410. Safe in several reconciler copies:
+deleting files twice is harmless, and the mark is a conditional UPDATE."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from shared.jobs import execute_update
+from shared.models import Job, utcnow
+from shared.settings import Settings
+from shared.status import FINISHED
+from shared.storage import Storage, job_prefix
+
+log = logging.getLogger(__name__)
+
+BATCH = 200  # jobs per pass: a backlog (a lowered setting) drains over a few passes, not one long one
+
+
+def expire_jobs(sessions: sessionmaker[Session], storage: Storage, settings: Settings) -> list[str]:
+    """Delete the images of jobs finished more than retention_s ago; returns the ids marked expired."""
+    cutoff = utcnow() - timedelta(seconds=settings.retention_s)
+    expired: list[str] = []
+    with sessions() as session:
+        due = session.scalars(
+            select(Job.id)
+            .where(
+                Job.status.in_([status.value for status in FINISHED]),
+                Job.finished_at < cutoff,
+                Job.expired_at.is_(None),
+            )
+            .limit(BATCH)
+        ).all()
+        for job_id in due:
+            # Files first, then the mark: a crash in between leaves the job to the next pass,
+            # never a row marked expired with its files still stored.
+            storage.delete_prefix(job_prefix(job_id))
+            won = execute_update(
+                session, update(Job).where(Job.id == job_id, Job.expired_at.is_(None)).values(expired_at=utcnow())
+            )
+            session.commit()
+            if won:
+                expired.append(job_id)
+    if expired:
+        log.info("expired the images of %d job(s)", len(expired))
+    return expired

@@ -1,0 +1,122 @@
+"""The webhook delivery task and `impasto webhook-worker`, which runs it on the `webhooks` queue
+in a thread pool, apart from the GPU workers: a slow receiver holds a thread, never a GPU.
+No torch here."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import socket
+import time
+from dataclasses import dataclass
+
+import click
+import requests
+from celery import Task, shared_task
+from sqlalchemy.orm import Session, sessionmaker
+
+from shared.database import make_engine, make_sessionmaker
+from shared.models import Job
+from shared.settings import Settings, get_settings
+from shared.task_names import WEBHOOK_QUEUE, WEBHOOK_TASK
+from shared.webhooks import WebhookRefused, check_webhook_url, payload, sign, webhook_id, webhook_target
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DeliveryContext:
+    """What a webhook worker process holds: settings and SQL sessions."""
+
+    settings: Settings
+    sessions: sessionmaker[Session]
+
+
+@functools.cache
+def delivery_context() -> DeliveryContext:
+    """This process's context, from the environment, built on first use."""
+    settings = get_settings()
+    return DeliveryContext(settings=settings, sessions=make_sessionmaker(make_engine(settings)))
+
+
+class DeliveryFailed(Exception):
+    """One attempt did not get a 2xx."""
+
+
+def backoff_s(retries: int, settings: Settings) -> float:
+    """Wait before retry number `retries` + 1: exponential, capped."""
+    return float(min(settings.webhook_backoff_max_s, settings.webhook_backoff_s * 2**retries))
+
+
+@shared_task(name=WEBHOOK_TASK, bind=True, ignore_result=True, acks_late=True)
+def deliver_webhook(self: Task, job_id: str, event: str, iteration: int, body: str | None = None) -> str:
+    """POST one signed event to the job's webhook; retry with backoff on failure."""
+    ctx = delivery_context()
+    settings = ctx.settings
+    with ctx.sessions() as session:
+        job = session.get(Job, job_id)
+        target = webhook_target(job) if job is not None else None
+        if job is None or target is None or event not in target.events:
+            return "skipped"
+        # The body is built once, at the first attempt, and carried by the retries unchanged.
+        body = body or payload(job, event, iteration, settings.url)
+    if settings.webhook_secret is None:
+        log.warning("job %s: webhook %s dropped: IMPASTO_WEBHOOK_SECRET is not set", job_id, event)
+        return "no_secret"
+    try:
+        # Again at delivery: the name may point somewhere else since the job was submitted.
+        check_webhook_url(target.url, settings.webhook_allow_private)
+    except WebhookRefused as exc:
+        log.warning("job %s: webhook %s refused: %s", job_id, event, exc)
+        return "refused"
+    delivery_id = webhook_id(job_id, event, iteration)
+    timestamp = int(time.time())
+    headers = {
+        "content-type": "application/json",
+        "webhook-id": delivery_id,
+        "webhook-timestamp": str(timestamp),
+        "webhook-signature": sign(settings.webhook_secret.get_secret_value(), delivery_id, timestamp, body),
+    }
+    try:
+        # No redirects: a redirect could lead to an address the check above refuses.
+        response = requests.post(
+            target.url, data=body.encode(), headers=headers, timeout=settings.webhook_timeout_s, allow_redirects=False
+        )
+        with response:
+            if not 200 <= response.status_code < 300:
+                raise DeliveryFailed(f"answered {response.status_code}")
+    except (requests.RequestException, DeliveryFailed) as exc:
+        retries: int = self.request.retries
+        if retries >= settings.webhook_max_retries:
+            log.warning("job %s: webhook %s dropped after %d retries: %s", job_id, event, retries, exc)
+            return "dropped"
+        countdown = backoff_s(retries, settings)
+        log.info("job %s: webhook %s failed (%s); retry in %.1f s", job_id, event, exc, countdown)
+        raise self.retry(
+            args=[job_id, event, iteration], kwargs={"body": body}, countdown=countdown, max_retries=None
+        ) from exc
+    return "delivered"
+
+
+@click.command("webhook-worker")
+@click.option("--concurrency", type=int, default=None, help="delivery threads (default: setting)")
+@click.option("--loglevel", default="INFO", show_default=True)
+def webhook_worker(concurrency: int | None, loglevel: str) -> None:
+    """Deliver webhooks from the `webhooks` queue in a thread pool, forever."""
+    from shared.celery_app import make_celery
+
+    settings = get_settings()
+    app = make_celery(settings)
+    app.conf.update(worker_pool="threads", worker_prefetch_multiplier=4)
+    app.worker_main(
+        [
+            "worker",
+            "--pool=threads",
+            f"--concurrency={concurrency or settings.webhook_concurrency}",
+            f"--hostname=webhooks@{socket.gethostname()}",
+            f"--queues={WEBHOOK_QUEUE}",
+            f"--loglevel={loglevel}",
+            "--without-gossip",
+            "--without-mingle",
+        ]
+    )

@@ -1,0 +1,71 @@
+"""Webhook fields of POST /v1/jobs: validated, stored, shown in the job JSON."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from flask import Flask
+from werkzeug.test import TestResponse
+
+from tests.api.conftest import Images, Observed, keyed_client
+
+SECRET = "test-webhook-secret"
+
+
+def post_job(app: Flask, images: Images, **fields: Any) -> TestResponse:
+    """POST /v1/jobs with a small content and style image and extra form fields."""
+    data: dict[str, Any] = {
+        "content": (io.BytesIO(images.jpeg), "content.jpg"),
+        "style": [(io.BytesIO(images.png), "style.png")],
+        "params": '{"iterations": 10, "size": 64}',
+        **fields,
+    }
+    return keyed_client(app).post("/v1/jobs", data=data, content_type="multipart/form-data")
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"webhook": "http://127.0.0.1:9/hook"}, "webhook"),
+        ({"webhook": "http://localhost/hook"}, "webhook"),
+        ({"webhook": "http://10.0.0.7/hook"}, "webhook"),
+        ({"webhook": "http://169.254.169.254/"}, "webhook"),
+        ({"webhook": "http://[::1]/hook"}, "webhook"),
+        ({"webhook": "file:///etc/passwd"}, "webhook"),
+        ({"webhook": "https://93.184.215.14/h", "webhook_events_filter": "start,done"}, "webhook_events_filter"),
+        ({"webhook_events_filter": "start"}, "webhook_events_filter"),
+    ],
+)
+def test_refused_webhooks_are_422(
+    make_app: Callable[..., Flask], images: Images, observed: Observed, fields: dict[str, str], field: str
+) -> None:
+    """Private, loopback and link-local targets (loopback not allowed), other schemes, unknown events: 422."""
+    app = make_app(webhook_secret=SECRET, webhook_allow_private=False)
+    response = post_job(app, images, **fields)
+    assert response.status_code == 422, response.get_json()
+    error = response.get_json()["error"]
+    assert error["code"] == "invalid_webhook"
+    assert error["details"][0]["field"] == field
+
+
+def test_webhook_without_a_server_secret_is_422(make_app: Callable[..., Flask], images: Images) -> None:
+    """No IMPASTO_WEBHOOK_SECRET: webhooks cannot be signed, so they are refused."""
+    response = post_job(make_app(), images, webhook="https://93.184.215.14/hook")
+    assert response.status_code == 422
+    assert response.get_json()["error"]["details"][0]["field"] == "webhook"
+
+
+def test_webhook_is_stored_and_shown(make_app: Callable[..., Flask], images: Images) -> None:
+    """An accepted webhook and its filter are on the row and in the job JSON."""
+    app = make_app(webhook_secret=SECRET, webhook_allow_private=True)
+    response = post_job(app, images, webhook="http://127.0.0.1:9/hook", webhook_events_filter=["completed", "start"])
+    assert response.status_code == 202, response.get_json()
+    body = response.get_json()
+    assert body["webhook"] == "http://127.0.0.1:9/hook"
+    assert body["webhook_events_filter"] == ["completed", "start"]
+    assert body["expired"] is False
+    plain = post_job(app, images).get_json()
+    assert plain["webhook"] is None and plain["webhook_events_filter"] is None
