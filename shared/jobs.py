@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Update, and_, or_, select, update
+from sqlalchemy import CursorResult, Update, select, update
 from sqlalchemy.orm import Session
 
 from shared.models import Job, JobSnapshot, JobStatusChange, utcnow
@@ -69,20 +69,55 @@ def request_cancel(session: Session, job: Job) -> Job:
     return job
 
 
+def end_expired_lease(session: Session, job_id: str, max_attempts: int) -> JobStatus | None:
+    """Take back a running job whose lease expired, in one conditional UPDATE with its history row.
+
+    Its worker is gone: the job goes back to `queued`, or ends `failed` (worker_lost) once its
+    attempts reach the cap, or `canceled` if a cancel was pending. Returns the new status, or None
+    when there was nothing to take back (not running, lease live, or another caller won).
+    """
+    now = utcnow()
+    row = session.execute(
+        select(Job.attempts, Job.cancel_requested).where(
+            Job.id == job_id, Job.status == JobStatus.RUNNING.value, Job.lease_expires_at < now
+        )
+    ).first()
+    if row is None:
+        return None
+    attempts, cancel_requested = row
+    values: dict[str, Any]
+    if cancel_requested:  # its worker died while stopping: nobody will run it again
+        status, values = JobStatus.CANCELED, {"finished_at": now}
+    elif attempts >= max_attempts:
+        message = f"the job's worker was lost {attempts} times; giving up"
+        status, values = JobStatus.FAILED, {"finished_at": now, "error_code": "worker_lost", "error_message": message}
+    else:
+        status, values = JobStatus.QUEUED, {"enqueued_at": now}
+    won = execute_update(
+        session,
+        update(Job)
+        .where(Job.id == job_id, Job.status == JobStatus.RUNNING.value, Job.lease_expires_at < now)
+        .values(status=status.value, lease_owner=None, lease_expires_at=None, **values),
+    )
+    if not won:
+        session.rollback()
+        return None
+    record_transition(session, job_id, status, None, attempts)
+    session.commit()
+    return status
+
+
 def claim_job(session: Session, job_id: str, owner: str, lease_seconds: float) -> bool:
-    """Atomically take a job that is queued, or running on an expired lease; True if taken."""
+    """Atomically take a queued job with a lease; True if taken.
+
+    A running job on an expired lease is not claimable here: `end_expired_lease` first moves it
+    back to `queued` (with its history row), so every run in the history has its own end.
+    """
     now = utcnow()
     taken = execute_update(
         session,
         update(Job)
-        .where(
-            Job.id == job_id,
-            Job.cancel_requested.is_(False),
-            or_(
-                Job.status == JobStatus.QUEUED.value,
-                and_(Job.status == JobStatus.RUNNING.value, Job.lease_expires_at < now),
-            ),
-        )
+        .where(Job.id == job_id, Job.cancel_requested.is_(False), Job.status == JobStatus.QUEUED.value)
         .values(
             status=JobStatus.RUNNING.value,
             lease_owner=owner,

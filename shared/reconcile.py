@@ -17,10 +17,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from shared.celery_app import make_celery
 from shared.database import make_engine, make_sessionmaker
 from shared.enqueue import send_transfer
-from shared.jobs import execute_update, record_transition
+from shared.jobs import end_expired_lease, execute_update
 from shared.models import Job, utcnow
+from shared.retention import expire_jobs
 from shared.settings import Settings, get_settings
 from shared.status import JobStatus
+from shared.storage import make_storage
 
 log = logging.getLogger(__name__)
 
@@ -39,31 +41,18 @@ def reconcile_once(sessions: sessionmaker[Session], celery: Celery, settings: Se
     report = ReconcileReport()
     now = utcnow()
     with sessions() as session:
-        expired = session.execute(
-            select(Job.id, Job.attempts, Job.cancel_requested).where(
-                Job.status == JobStatus.RUNNING.value, Job.lease_expires_at < now
-            )
-        ).all()
-        for job_id, attempts, cancel_requested in expired:
-            won = execute_update(
-                session,
-                update(Job)
-                .where(Job.id == job_id, Job.status == JobStatus.RUNNING.value, Job.lease_expires_at < now)
-                .values(
-                    lease_owner=None, lease_expires_at=None, **_after_expiry(attempts, cancel_requested, settings, now)
-                ),
-            )
-            if not won:
-                continue  # another reconciler or a claiming worker got there first
-            if cancel_requested:
-                record_transition(session, job_id, JobStatus.CANCELED, None, attempts)
-            elif attempts >= settings.max_attempts:
-                record_transition(session, job_id, JobStatus.FAILED, None, attempts)
+        expired = (
+            session.execute(select(Job.id).where(Job.status == JobStatus.RUNNING.value, Job.lease_expires_at < now))
+            .scalars()
+            .all()
+        )
+        for job_id in expired:
+            # None: another reconciler, or a worker claiming the job, took it back first
+            ended = end_expired_lease(session, job_id, settings.max_attempts)
+            if ended is JobStatus.FAILED:
                 report.failed.append(job_id)
-            else:
-                record_transition(session, job_id, JobStatus.QUEUED, None, attempts)
+            elif ended is JobStatus.QUEUED:
                 report.handed_back.append(job_id)
-            session.commit()
         cutoff = now - timedelta(seconds=settings.requeue_after_s)
         stale = session.execute(
             select(Job.id, Job.queue).where(
@@ -96,19 +85,6 @@ def reconcile_once(sessions: sessionmaker[Session], celery: Celery, settings: Se
     return report
 
 
-def _after_expiry(attempts: int, cancel_requested: bool, settings: Settings, now: object) -> dict[str, object]:
-    if cancel_requested:  # its worker died while stopping: nobody will run it again
-        return {"status": JobStatus.CANCELED.value, "finished_at": now}
-    if attempts >= settings.max_attempts:
-        return {
-            "status": JobStatus.FAILED.value,
-            "finished_at": now,
-            "error_code": "worker_lost",
-            "error_message": f"the job's worker was lost {attempts} times; giving up",
-        }
-    return {"status": JobStatus.QUEUED.value, "enqueued_at": now}
-
-
 @click.command()
 @click.option("--interval", type=float, default=None, help="seconds between passes (default: setting)")
 @click.option("--once", is_flag=True, help="run one pass and exit")
@@ -118,12 +94,14 @@ def reconcile(interval: float | None, once: bool) -> None:
     settings = get_settings()
     sessions = make_sessionmaker(make_engine(settings))
     celery = make_celery(settings)
+    storage = make_storage(settings.resolved_storage_url(), settings.s3_endpoint_url)
     while True:
         try:
             report = reconcile_once(sessions, celery, settings)
             if report.resent or report.handed_back or report.failed:
                 log.info("resent %s, handed back %s, failed %s", report.resent, report.handed_back, report.failed)
-        except Exception as exc:  # a database or broker outage: try again next pass
+            expire_jobs(sessions, storage, settings)  # images past retention (shared/retention.py)
+        except Exception as exc:  # a database, broker or storage outage: try again next pass
             log.warning("pass failed: %s", exc)
         if once:
             return

@@ -15,6 +15,7 @@ from shared.jobs import add_snapshot, owned_update
 from shared.models import Job
 from shared.status import JobStatus
 from shared.storage import snapshot_key
+from shared.webhooks import WebhookTarget, notify
 from worker.context import WorkerContext
 from worker.engine import Callbacks, Losses
 from worker.shutdown import shutdown_requested
@@ -31,6 +32,8 @@ def png_bytes(image: Image.Image) -> bytes:
 
 class JobCallbacks(Callbacks):
     """Reports one job's run to SQL and storage, and tells the engine when to stop."""
+
+    webhook: WebhookTarget | None = None  # set by the runner for a job with a webhook
 
     def __init__(
         self,
@@ -113,6 +116,7 @@ class JobCallbacks(Callbacks):
         except SQLAlchemyError as exc:
             log.warning("job %s: snapshot %d not recorded (%s)", self.job_id, iteration, exc)
         self.ctx.events.publish(self.job_id, "snapshot", {"iteration": iteration})
+        notify(self.ctx.settings, self.webhook, self.job_id, "snapshot", iteration)  # an enqueue, never a POST
         self.write_progress()
 
     def should_stop(self) -> bool:

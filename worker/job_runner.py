@@ -13,14 +13,16 @@ from PIL import Image
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from shared.jobs import as_utc, claim_job, finish_job, hand_back, latest_snapshot
+from shared.jobs import as_utc, claim_job, end_expired_lease, finish_job, hand_back, latest_snapshot
 from shared.models import Job
 from shared.status import JobStatus
 from shared.storage import output_key
+from shared.webhooks import WebhookTarget, notify, webhook_target
 from worker.context import WorkerContext
 from worker.engine import EngineError, Resume, StyleParams, stylize
 from worker.job_callbacks import JobCallbacks, png_bytes
 from worker.lease_heartbeat import LeaseHeartbeat
+from worker.metrics import worker_metrics
 
 log = logging.getLogger(__name__)
 
@@ -40,18 +42,21 @@ def run_transfer(
 ) -> str:
     """Claim and run a job; returns what happened ('dropped', or the job's end status)."""
     with ctx.sessions() as session:
+        ended = end_expired_lease(session, job_id, ctx.settings.max_attempts)
+        if ended in (JobStatus.FAILED, JobStatus.CANCELED):  # its last worker died; this one will not run it
+            job = session.get(Job, job_id)
+            assert job is not None
+            log.warning("job %s: expired lease ended it %s", job_id, ended.value)
+            ctx.events.publish(job_id, "status", {"status": ended.value, "error": _error(job)})
+            notify(ctx.settings, webhook_target(job), job_id, "completed", -1)
+            return ended.value
         if not claim_job(session, job_id, owner, ctx.settings.lease_seconds):
             log.info("job %s: not claimable (finished, canceled or leased elsewhere); message dropped", job_id)
             return "dropped"
         job = session.get(Job, job_id)
         assert job is not None
-        if job.attempts > ctx.settings.max_attempts:
-            finish_job(
-                session, job_id, owner, JobStatus.FAILED, error_code="worker_lost",
-                error_message=f"the job's worker died {job.attempts - 1} times; giving up",
-            )  # fmt: skip
-            ctx.events.publish(job_id, "status", {"status": JobStatus.FAILED.value, "error": {"code": "worker_lost"}})
-            return JobStatus.FAILED.value
+        # Webhook deliveries are only enqueued here (shared.webhooks.notify); a webhook worker POSTs them.
+        webhook = webhook_target(job)
         session.query(Job).filter(Job.id == job_id).update({"worker": worker_name, "device": ctx.device})
         if job.queue_seconds is None:
             queued = (as_utc(job.started_at) - as_utc(job.created_at)).total_seconds()  # type: ignore[operator]
@@ -61,6 +66,7 @@ def run_transfer(
         params, content_key, style_keys = job.params, job.content_key, list(job.style_keys)
         attempt = job.attempts
     ctx.events.publish(job_id, "status", {"status": "running", "worker": worker_name, "attempt": attempt})
+    notify(ctx.settings, webhook, job_id, "start")
     started = time.monotonic()
     with LeaseHeartbeat(ctx.sessions, job_id, owner, ctx.settings.lease_seconds) as heartbeat:
         try:
@@ -70,6 +76,7 @@ def run_transfer(
                 resume = Resume(image=resume.image, iteration=style_params.iterations - 1)
             start = resume.iteration if resume else 0
             callbacks = JobCallbacks(ctx, job_id, owner, style_params.iterations, start, heartbeat.lost)
+            callbacks.webhook = webhook
             result = stylize(
                 _image(ctx, content_key),
                 [_image(ctx, k) for k in style_keys],
@@ -81,43 +88,48 @@ def run_transfer(
                 gram_cache=ctx.gram_cache,
             )
         except EngineError as exc:
-            return _fail(ctx, job_id, owner, "invalid_job", str(exc))
+            return _fail(ctx, job_id, owner, "invalid_job", str(exc), webhook)
         except torch.cuda.OutOfMemoryError:
-            return _fail(
-                ctx, job_id, owner, "out_of_memory", "the GPU ran out of memory; lower `size` or use fewer scales"
-            )
+            message = "the GPU ran out of memory; lower `size` or use fewer scales"
+            return _fail(ctx, job_id, owner, "out_of_memory", message, webhook)
         except Exception as exc:  # any other failure must end as `failed`, never vanish
             log.exception("job %s failed", job_id)
-            return _fail(ctx, job_id, owner, "engine_error", f"{type(exc).__name__}: {exc}")
+            return _fail(ctx, job_id, owner, "engine_error", f"{type(exc).__name__}: {exc}", webhook)
     if heartbeat.lost.is_set():
-        log.warning("job %s: lease lost; leaving it to its new owner", job_id)
-        return "lease_lost"
+        return _lease_lost(job_id)
     run_seconds = time.monotonic() - started
+    speed = (result.iterations - start) / run_seconds if run_seconds > 0 else None
+    worker_metrics().record_speed(speed)
     metrics = {
         "run_seconds": run_seconds,
-        "iterations_per_second": (result.iterations - start) / run_seconds if run_seconds > 0 else None,
+        "iterations_per_second": speed,
         "iteration": result.iterations,
         "losses": result.losses.as_dict() if result.losses else None,
         "eta_seconds": 0.0,
     }
     if result.stopped and callbacks.cancel_requested:
-        with_db_retry(ctx, lambda s: finish_job(s, job_id, owner, JobStatus.CANCELED, **metrics))
+        if not with_db_retry(ctx, lambda s: finish_job(s, job_id, owner, JobStatus.CANCELED, **metrics)):
+            return _lease_lost(job_id)
         ctx.events.publish(job_id, "status", {"status": JobStatus.CANCELED.value})
+        notify(ctx.settings, webhook, job_id, "completed", result.iterations)
         return JobStatus.CANCELED.value
     if result.stopped:  # shutdown: checkpoint where we are, give the job back, let another worker go on
         if result.iterations > start:
             callbacks.on_snapshot(result.iterations, result.image)
-        with_db_retry(ctx, lambda s: hand_back(s, job_id, owner))
+        if not with_db_retry(ctx, lambda s: hand_back(s, job_id, owner)):
+            return _lease_lost(job_id)
         ctx.events.publish(job_id, "status", {"status": JobStatus.QUEUED.value, "reason": "worker_shutdown"})
         if requeue is not None:
             requeue(job_id)
         log.info("job %s: handed back at iteration %d for shutdown", job_id, result.iterations)
         return "handed_back"
     ctx.storage.put(output_key(job_id), png_bytes(result.image))
-    with_db_retry(
+    if not with_db_retry(
         ctx, lambda s: finish_job(s, job_id, owner, JobStatus.SUCCEEDED, output_key=output_key(job_id), **metrics)
-    )
+    ):
+        return _lease_lost(job_id)
     ctx.events.publish(job_id, "status", {"status": JobStatus.SUCCEEDED.value})
+    notify(ctx.settings, webhook, job_id, "completed", result.iterations)
     return JobStatus.SUCCEEDED.value
 
 
@@ -139,9 +151,25 @@ def with_db_retry(ctx: WorkerContext, write: Callable[[Session], bool]) -> bool:
             time.sleep(1.0)
 
 
-def _fail(ctx: WorkerContext, job_id: str, owner: str, code: str, message: str) -> str:
-    with_db_retry(ctx, lambda s: finish_job(s, job_id, owner, JobStatus.FAILED, error_code=code, error_message=message))
+def _fail(
+    ctx: WorkerContext, job_id: str, owner: str, code: str, message: str, webhook: WebhookTarget | None = None
+) -> str:
+    if not with_db_retry(
+        ctx, lambda s: finish_job(s, job_id, owner, JobStatus.FAILED, error_code=code, error_message=message)
+    ):
+        return _lease_lost(job_id)
     ctx.events.publish(
         job_id, "status", {"status": JobStatus.FAILED.value, "error": {"code": code, "message": message}}
     )
+    notify(ctx.settings, webhook, job_id, "completed", -1)  # -1: one failure per job, whatever the iteration
     return JobStatus.FAILED.value
+
+
+def _error(job: Job) -> dict[str, str] | None:
+    return {"code": job.error_code, "message": job.error_message or ""} if job.error_code else None
+
+
+def _lease_lost(job_id: str) -> str:
+    """The lease went to another owner (or the reconciler) mid-run: write and publish nothing more."""
+    log.warning("job %s: lease lost; leaving it to its new owner", job_id)
+    return "lease_lost"

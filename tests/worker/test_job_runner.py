@@ -10,9 +10,10 @@ from pathlib import Path
 from PIL import Image
 from sqlalchemy import update
 
-from shared.jobs import add_snapshot, claim_job
+from shared.jobs import add_snapshot, claim_job, end_expired_lease
 from shared.models import Job, utcnow
-from shared.storage import snapshot_key
+from shared.status import JobStatus
+from shared.storage import output_key, snapshot_key
 from tests.worker.conftest import make_job
 from worker.context import WorkerContext
 from worker.job_callbacks import png_bytes
@@ -64,8 +65,12 @@ def test_a_live_lease_cannot_be_claimed(ctx: WorkerContext, samples: Path) -> No
         assert not claim_job(session, job_id, "w2/b", 30)
     expire_lease(ctx, job_id)
     with ctx.sessions() as session:
+        assert not claim_job(session, job_id, "w2/b", 30), "an expired lease is ended before a claim"
+        assert end_expired_lease(session, job_id, ctx.settings.max_attempts) is JobStatus.QUEUED
         assert claim_job(session, job_id, "w2/b", 30)
-    assert load(ctx, job_id).attempts == 2
+    job = load(ctx, job_id)
+    assert job.attempts == 2
+    assert [h.status for h in job.history] == ["queued", "running", "queued", "running"]
 
 
 def test_takeover_resumes_from_the_last_checkpoint(ctx: WorkerContext, samples: Path) -> None:
@@ -83,7 +88,7 @@ def test_takeover_resumes_from_the_last_checkpoint(ctx: WorkerContext, samples: 
     assert job.attempts == 2 and job.iteration == 12
     assert job.iterations_per_second is not None and job.run_seconds is not None
     assert round(job.iterations_per_second * job.run_seconds) == 4, "ran more than requested minus checkpoint"
-    assert [h.status for h in job.history] == ["queued", "running", "running", "succeeded"]
+    assert [h.status for h in job.history] == ["queued", "running", "queued", "running", "succeeded"]
 
 
 def test_attempts_cap_fails_with_worker_lost(ctx: WorkerContext, samples: Path) -> None:
@@ -91,11 +96,13 @@ def test_attempts_cap_fails_with_worker_lost(ctx: WorkerContext, samples: Path) 
     job_id = make_job(ctx, samples)
     for attempt in range(ctx.settings.max_attempts):
         with ctx.sessions() as session:
+            end_expired_lease(session, job_id, ctx.settings.max_attempts)
             assert claim_job(session, job_id, f"dead/{attempt}", 30)
         expire_lease(ctx, job_id)
     assert run_transfer(ctx, job_id, "w9", "w9/z") == "failed"
     job = load(ctx, job_id)
-    assert job.status == "failed" and job.error_code == "worker_lost"
+    assert job.status == "failed" and job.error_code == "worker_lost" and job.attempts == ctx.settings.max_attempts
+    assert [h.status for h in job.history][-2:] == ["running", "failed"], "the dead run has its end recorded"
 
 
 def test_engine_error_becomes_failed_with_a_code(ctx: WorkerContext, samples: Path) -> None:
@@ -128,3 +135,24 @@ def test_a_worker_that_loses_its_lease_stops_without_writing(ctx: WorkerContext,
     assert outcome == ["lease_lost"]
     job = load(ctx, job_id)
     assert job.status == "running" and job.lease_owner == "thief/x" and job.output_key is None
+
+
+def test_a_lease_lost_at_the_final_write_leaves_the_new_owner_alone(
+    ctx: WorkerContext, samples: Path, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    """The lease goes to another owner between the last iteration and the end write: no end is recorded."""
+    job_id = make_job(ctx, samples, iterations=3, snapshot_every=0)
+    put = ctx.storage.put
+
+    def steal_then_put(key: str, data: bytes) -> None:
+        if key == output_key(job_id):
+            with ctx.sessions() as session:
+                session.execute(update(Job).where(Job.id == job_id).values(lease_owner="thief/x"))
+                session.commit()
+        put(key, data)
+
+    monkeypatch.setattr(ctx.storage, "put", steal_then_put)
+    assert run_transfer(ctx, job_id, "w1", "w1/a") == "lease_lost"
+    job = load(ctx, job_id)
+    assert job.status == "running" and job.lease_owner == "thief/x" and job.finished_at is None
+    assert [h.status for h in job.history] == ["queued", "running"]
