@@ -22,6 +22,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	./deploy/local/ensure-services.sh
+	./deploy/local/ensure-browser.sh
 	$(PY) -m pytest -m "not slow and not gpu" -q
 
 test-slow: $(STAMP)

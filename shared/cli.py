@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import importlib
 import os
-import subprocess
 import sys
+import tempfile
 
 import click
 
 from shared.database import upgrade_database
 from shared.settings import get_settings
+
+# Threads per gunicorn process: concurrent requests, long-lived event streams included.
+API_THREADS = 64
 
 # command name -> "module:attribute" of its click command
 LAZY_COMMANDS = {
@@ -23,6 +26,9 @@ LAZY_COMMANDS = {
     "cancel": "shared.client_cli:cancel",
     "demo": "shared.demo:demo",
     "reconcile": "shared.reconcile:reconcile",
+    "flower": "shared.flower_cli:flower",
+    "keys": "shared.keys_cli:keys",
+    "webhook-worker": "shared.webhook_delivery:webhook_worker",
 }
 
 
@@ -72,7 +78,13 @@ def db_upgrade() -> None:
 @click.option("--workers", default=2, show_default=True, help="gunicorn worker processes")
 def api(port: int, host: str, workers: int) -> None:
     """Serve the HTTP API with gunicorn (production settings)."""
-    sys.exit(subprocess.call(gunicorn_command(host, port, workers), env=os.environ.copy()))
+    # exec, not a child: signals from a supervisor (SIGTERM on scale-down) reach gunicorn's
+    # arbiter directly, and no orphaned gunicorn outlives a killed `impasto api`.
+    command = gunicorn_command(host, port, workers)
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # /metrics sums request latency over all gunicorn processes through these files
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="impasto-metrics-")
+    os.execv(command[0], command)
 
 
 def gunicorn_command(host: str, port: int, workers: int) -> list[str]:
@@ -81,8 +93,14 @@ def gunicorn_command(host: str, port: int, workers: int) -> list[str]:
         sys.executable, "-m", "gunicorn", "api.wsgi:app",
         "--bind", f"{host}:{port}",
         "--workers", str(workers),
-        # Threads: requests are short DB reads and file streams; threads keep memory flat.
-        "--worker-class", "gthread", "--threads", "8",
+        # gthread: most requests are short DB reads and file streams, but an event stream
+        # (GET /v1/jobs/{id}/events) or a POST held by `Prefer: wait` keeps its thread for
+        # minutes, so each process gets many threads (an idle one costs a stack, ~100 KB
+        # resident); a stream mostly sleeps in a blocking XREAD or between SQL polls.
+        # gevent would hold more, but it monkey-patches psycopg/redis/kombu and adds a
+        # dependency; gthread needs none. The keep-alive timeout does not cut streams: the
+        # heartbeat comment every sse_heartbeat_s keeps them writing.
+        "--worker-class", "gthread", "--threads", str(API_THREADS),
         "--graceful-timeout", "20", "--access-logfile", "-",
     ]  # fmt: skip
 

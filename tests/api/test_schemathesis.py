@@ -40,6 +40,7 @@ CHECKS = [
 WITHOUT_INPUTS = {
     "GET /docs",
     "GET /healthz",
+    "GET /metrics",
     "GET /readyz",
     "GET /",
     "GET /web/app.js",
