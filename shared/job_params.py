@@ -57,6 +57,9 @@ class JobParams(BaseModel):
     preserve_color: bool = False
     scales: tuple[float, ...] = Field((1.0,), min_length=1, max_length=6, description="coarse-to-fine fractions")
     snapshot_every: int = Field(50, ge=0, le=MAX_JOB_ITERATIONS, description="0 = no snapshots")
+    precision: Literal["fp32", "bf16"] = Field(
+        "fp32", description="bf16: the network's convolutions under bf16 autocast (Grams and losses stay fp32)"
+    )
 
     @field_validator("content_weight", "style_weight", "tv_weight", "learning_rate")
     @classmethod

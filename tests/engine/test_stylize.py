@@ -210,3 +210,20 @@ def test_small_stages_run_or_fail_with_engine_error(images, overrides, expected_
         assert "size" in str(exc) or "scale" in str(exc), str(exc)
     else:
         assert result.image.size == expected_size
+
+
+def test_bf16_convolutions_optimise_like_fp32(images, recorder) -> None:
+    """precision=bf16 (autocast; CPU here, CUDA in production) keeps fp32 losses and ends near the fp32 run."""
+    fp32 = _run(images, iterations=10)
+    callbacks = recorder()
+    bf16 = _run(images, callbacks, iterations=10, precision="bf16")
+    assert all(math.isfinite(t) for t in callbacks.totals) and callbacks.totals[-1] < 0.75 * callbacks.totals[0]
+    assert fp32.losses is not None and bf16.losses is not None
+    assert bf16.losses.total == pytest.approx(fp32.losses.total, rel=0.25), "bf16 must not change what is optimised"
+    assert bf16.image.size == fp32.image.size and bf16.image.mode == "RGB"
+
+
+def test_unknown_precision_is_refused(images) -> None:
+    """A precision the engine does not know fails fast with EngineError naming it."""
+    with pytest.raises(EngineError, match="precision"):
+        _run(images, precision="fp8")

@@ -35,7 +35,11 @@ class Objective:
     def __call__(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(total, [content, style, tv] weighted terms) for an RGB 0..255 image."""
         p = self.params
-        features = self.model(pixels, self.layers, p.pooling)
+        with torch.autocast(pixels.device.type, dtype=torch.bfloat16, enabled=p.precision == "bf16"):
+            features = self.model(pixels, self.layers, p.pooling)
+        # Grams and losses in fp32 whatever the convolutions ran in: a bf16 Gram sums H·W
+        # products with an 8-bit mantissa, and its error would swamp the style term.
+        features = {name: f.float() for name, f in features.items()}
         zero = pixels.new_zeros(())
         content = sum(
             (content_loss(features[n], self.content_targets[n], self.content_energy[n]) for n in p.content_layers),

@@ -10,6 +10,9 @@ from worker.engine.vgg import FEATURE_LAYERS, POOLINGS
 
 OPTIMIZERS = ("lbfgs", "adam")
 INITS = ("content", "noise", "image")
+# Arithmetic of the VGG convolutions. bf16 runs them under autocast (on CUDA, tensor cores);
+# Gram matrices, losses, the pixels and the optimiser stay fp32 either way.
+PRECISIONS = ("fp32", "bf16")
 
 # Bounds: wide enough for any real use, tight enough that a typo fails fast.
 MAX_ITERATIONS = 100_000
@@ -44,6 +47,7 @@ class StyleParams:
     preserve_color: bool = False  # luminance-only transfer (Gatys et al. 2017)
     scales: tuple[float, ...] = (1.0,)  # coarse-to-fine fractions of `size`, ending at 1.0
     snapshot_every: int = 0  # 0 = no snapshots
+    precision: str = "fp32"  # "bf16": convolutions under bf16 autocast; not yet measured on a GPU
 
     def lr(self) -> float:
         """The learning rate the optimiser gets."""
@@ -99,6 +103,7 @@ class StyleParams:
         if self.iterations < len(self.scales):
             raise EngineError("iterations must be at least the number of scales")
         _check_int("snapshot_every", self.snapshot_every, 0, MAX_ITERATIONS)
+        _check_choice("precision", self.precision, PRECISIONS)
         return self
 
     def blend(self, style_count: int) -> list[float]:
