@@ -70,7 +70,10 @@ class BarCallbacks(Callbacks):
 @click.option("--scales", default=None, help="coarse-to-fine fractions of --size, e.g. 0.5,1")
 @click.option("--snapshot-every", default=None, metavar="DIR/N", help="write a PNG to DIR every N iterations")
 @click.option(
-    "--precision", type=click.Choice(["fp32", "bf16"]), default=DEFAULTS.precision, show_default=True,
+    "--precision",
+    type=click.Choice(["fp32", "bf16"]),
+    default=DEFAULTS.precision,
+    show_default=True,
     help="bf16: the network's convolutions under bf16 autocast (for GPUs with bf16 tensor cores)",
 )
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N")
