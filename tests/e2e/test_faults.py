@@ -631,8 +631,9 @@ def test_soak_random_kills_and_a_redis_flush(open_stack: Callable[..., FaultStac
         except AssertionError as exc:
             broken.append(f"{job_id}: {exc}")
     succeeded = sum(s == "succeeded" for s in statuses.values())
-    # Of the 'running' rows that follow another 'running' row: those whose previous worker was already dead
-    # (killed by this test) are takeovers of a lost run that left no end row, not two runs at once.
+    # 'running' right after 'running' would be a run with no end row: a takeover that skipped recording the
+    # lost run (silent: its worker was already dead), or two runs at once (concurrent). Both must be 0: an
+    # expired lease is ended (queued, with its row) before anyone claims the job.
     silent, concurrent = 0, 0
     for rows in histories.values():
         for before, after in zip(rows, rows[1:], strict=False):
@@ -660,4 +661,5 @@ def test_soak_random_kills_and_a_redis_flush(open_stack: Callable[..., FaultStac
     assert not overlapping, overlapping
     assert not broken, broken
     assert not miscounted, {job_id: histories[job_id] for job_id in miscounted}
+    assert silent == 0 and concurrent == 0, "every run has its end row"
     assert mid_job_kills >= 5 and flushes == 1
