@@ -10,7 +10,7 @@ from flask import Blueprint, Response, jsonify, request, url_for
 from pydantic import ValidationError
 from sqlalchemy import and_, or_, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import joinedload, selectinload
 
 from api.auth import current_key_id
 from api.context import close_db_session, current_impasto, db_session
@@ -170,7 +170,11 @@ def find_job(job_id: str) -> Job:
     if not is_uuid(job_id):
         raise not_found("job")
     # One query for both conditions: another key's job and a missing one take the same path.
-    job = db_session().scalars(select(Job).where(Job.id == job_id, Job.owner_key_id == current_key_id())).first()
+    # The snapshots, which the job JSON lists, come in the same query (one round trip, not two).
+    query = (
+        select(Job).where(Job.id == job_id, Job.owner_key_id == current_key_id()).options(joinedload(Job.snapshots))
+    )
+    job = db_session().scalars(query).unique().first()
     if job is None:
         raise not_found("job")
     return job
