@@ -49,6 +49,7 @@ FAST_ENV = {
 }
 FINISHED = ("succeeded", "failed", "canceled")
 TINY_JOB = {"size": 48, "iterations": 20, "snapshot_every": 5}
+KILL_EVERY_DONE = 3  # the soak kills a worker at least this often, counted in finished jobs
 
 
 def wait_for(check: Callable[[], T], timeout: float, what: str, interval: float = 0.1) -> T:
@@ -588,7 +589,9 @@ def test_soak_random_kills_and_a_redis_flush(open_stack: Callable[..., FaultStac
     started = time.monotonic()
     job_ids = [stack.submit(TINY_JOB, samples) for _ in range(40)]
     flushes, mid_job_kills = 0, 0
-    next_kill = time.monotonic() + rng.uniform(5, 10)
+    # A kill is due every few seconds or every KILL_EVERY_DONE finished jobs, whichever comes first: on a fast machine
+    # the 40 jobs finish in under a minute, and pacing by time alone left too few kills to mean anything.
+    next_kill, next_kill_done = time.monotonic() + rng.uniform(5, 10), KILL_EVERY_DONE
     deadline = started + 8 * 60
     while True:
         statuses = stack.statuses(job_ids)
@@ -601,19 +604,17 @@ def test_soak_random_kills_and_a_redis_flush(open_stack: Callable[..., FaultStac
             stack.redis.flushdb()
             flushes += 1
             print(f"\nflushed Redis with {len(job_ids) - done} jobs unfinished")
-        if time.monotonic() >= next_kill:
+        if time.monotonic() >= next_kill or done >= next_kill_done:
             # A worker still starting holds nothing; the fault worth injecting is a kill of one that consumes,
             # mid-job when one is running a job.
             ready = [n for n in stack.alive_workers() if "ready." in stack.processes.log(n)]
             busy = [n for n in ready if n in {stack.worker_running(j) for j, s in statuses.items() if s == "running"}]
-            if not ready:
-                next_kill = time.monotonic() + 1
-                continue
-            victim = rng.choice(busy or ready)
-            mid_job_kills += victim in busy
-            stack.kill(victim)
-            stack.start_worker()
-            next_kill = time.monotonic() + rng.uniform(5, 10)
+            if ready:
+                victim = rng.choice(busy or ready)
+                mid_job_kills += victim in busy
+                stack.kill(victim)
+                stack.start_worker()
+                next_kill, next_kill_done = time.monotonic() + rng.uniform(5, 10), done + KILL_EVERY_DONE
         time.sleep(0.2)
     wall = time.monotonic() - started
 
