@@ -11,6 +11,7 @@ from api.errors import register_error_handlers
 from api.rate_limit import install_rate_limit
 from shared.celery_app import make_celery
 from shared.database import make_engine, make_sessionmaker
+from shared.events import make_publisher
 from shared.settings import Settings, get_settings
 from shared.storage import make_storage
 
@@ -26,8 +27,9 @@ def create_app(settings: Settings | None = None) -> Flask:
         settings=settings,
         engine=engine,
         sessions=make_sessionmaker(engine),
-        storage=make_storage(settings.resolved_storage_url()),
+        storage=make_storage(settings.resolved_storage_url(), settings.s3_endpoint_url),
         celery=make_celery(settings),
+        events=make_publisher(settings),
     )
     app.before_request(assign_request_id)
     metrics.install_request_timing(app)

@@ -10,6 +10,7 @@ from flask import current_app, g
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from shared.events import EventPublisher
 from shared.settings import Settings
 from shared.storage import Storage
 
@@ -25,10 +26,12 @@ class Impasto:
     sessions: sessionmaker[Session]
     storage: Storage
     celery: Celery
+    events: EventPublisher  # job streams, for what the API itself ends (a cancel while queued)
 
     def close(self) -> None:
         """Release pooled SQL and broker connections (tests and shutdown)."""
         self.celery.close()
+        self.events.close()
         self.engine.dispose()
 
 

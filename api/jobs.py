@@ -25,6 +25,7 @@ from api.schemas import Job as JobSchema
 from api.submission import read_submission
 from shared.enqueue import enqueue_job
 from shared.idempotency import MAX_KEY_LENGTH, find_key, remember_key, request_fingerprint
+from shared.job_endings import announce_end
 from shared.jobs import create_job as insert_job
 from shared.jobs import request_cancel
 from shared.models import IdempotencyKey, Job
@@ -220,7 +221,13 @@ def list_jobs() -> Response:
 @documented(responses={200: JobSchema, 404: ErrorBody})
 def cancel_job(job_id: str) -> Response:
     """Cancel a queued job now, or ask a running one to stop; idempotent."""
-    return jsonify(job_json(request_cancel(db_session(), find_job(job_id))))
+    job = find_job(job_id)
+    was_queued = job.status == JobStatus.QUEUED.value
+    job = request_cancel(db_session(), job)
+    if was_queued and job.status == JobStatus.CANCELED.value:  # ended here: no worker will announce it
+        impasto = current_impasto()
+        announce_end(impasto.settings, impasto.events, job)
+    return jsonify(job_json(job))
 
 
 @bp.delete("/<job_id>")

@@ -17,6 +17,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from shared.celery_app import make_celery
 from shared.database import make_engine, make_sessionmaker
 from shared.enqueue import send_transfer
+from shared.events import EventPublisher, make_publisher
+from shared.job_endings import announce_end
 from shared.jobs import end_expired_lease, execute_update
 from shared.models import Job, utcnow
 from shared.retention import expire_jobs
@@ -34,10 +36,14 @@ class ReconcileReport:
     resent: list[str] = field(default_factory=list)  # queued jobs whose message was sent again
     handed_back: list[str] = field(default_factory=list)  # expired leases, back to queued
     failed: list[str] = field(default_factory=list)  # expired leases past the attempts cap
+    canceled: list[str] = field(default_factory=list)  # expired leases of jobs with a pending cancel
 
 
-def reconcile_once(sessions: sessionmaker[Session], celery: Celery, settings: Settings) -> ReconcileReport:
-    """One pass over jobs that the broker may have lost."""
+def reconcile_once(
+    sessions: sessionmaker[Session], celery: Celery, settings: Settings, events: EventPublisher | None = None
+) -> ReconcileReport:
+    """One pass over jobs that the broker may have lost; `events` tells watchers of the jobs it ends."""
+    events = events if events is not None else EventPublisher(None)
     report = ReconcileReport()
     now = utcnow()
     with sessions() as session:
@@ -49,10 +55,12 @@ def reconcile_once(sessions: sessionmaker[Session], celery: Celery, settings: Se
         for job_id in expired:
             # None: another reconciler, or a worker claiming the job, took it back first
             ended = end_expired_lease(session, job_id, settings.max_attempts)
-            if ended is JobStatus.FAILED:
-                report.failed.append(job_id)
-            elif ended is JobStatus.QUEUED:
+            if ended is JobStatus.QUEUED:
                 report.handed_back.append(job_id)
+                events.publish(job_id, "status", {"status": ended.value, "reason": "worker_lost"})
+            elif ended is not None:  # failed at the attempts cap, or canceled: nobody will run it again
+                (report.failed if ended is JobStatus.FAILED else report.canceled).append(job_id)
+                announce_end(settings, events, session.get_one(Job, job_id))
         cutoff = now - timedelta(seconds=settings.requeue_after_s)
         stale = session.execute(
             select(Job.id, Job.queue).where(
@@ -94,12 +102,16 @@ def reconcile(interval: float | None, once: bool) -> None:
     settings = get_settings()
     sessions = make_sessionmaker(make_engine(settings))
     celery = make_celery(settings)
+    events = make_publisher(settings)
     storage = make_storage(settings.resolved_storage_url(), settings.s3_endpoint_url)
     while True:
         try:
-            report = reconcile_once(sessions, celery, settings)
-            if report.resent or report.handed_back or report.failed:
-                log.info("resent %s, handed back %s, failed %s", report.resent, report.handed_back, report.failed)
+            report = reconcile_once(sessions, celery, settings, events)
+            if report.resent or report.handed_back or report.failed or report.canceled:
+                log.info(
+                    "resent %s, handed back %s, failed %s, canceled %s",
+                    report.resent, report.handed_back, report.failed, report.canceled,
+                )  # fmt: skip
             expire_jobs(sessions, storage, settings)  # images past retention (shared/retention.py)
         except Exception as exc:  # a database, broker or storage outage: try again next pass
             log.warning("pass failed: %s", exc)

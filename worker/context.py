@@ -39,7 +39,7 @@ def build_context(settings: Settings) -> WorkerContext:
     return WorkerContext(
         settings=settings,
         sessions=make_sessionmaker(make_engine(settings)),
-        storage=make_storage(settings.resolved_storage_url()),
+        storage=make_storage(settings.resolved_storage_url(), settings.s3_endpoint_url),
         device=resolve_device(settings.device),
         gram_cache=GramCache(settings.gram_cache_entries),
         events=make_publisher(settings),

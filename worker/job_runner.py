@@ -13,6 +13,7 @@ from PIL import Image
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
+from shared.job_endings import announce_end
 from shared.jobs import as_utc, claim_job, end_expired_lease, finish_job, hand_back, latest_snapshot
 from shared.models import Job
 from shared.status import JobStatus
@@ -47,8 +48,7 @@ def run_transfer(
             job = session.get(Job, job_id)
             assert job is not None
             log.warning("job %s: expired lease ended it %s", job_id, ended.value)
-            ctx.events.publish(job_id, "status", {"status": ended.value, "error": _error(job)})
-            notify(ctx.settings, webhook_target(job), job_id, "completed", -1)
+            announce_end(ctx.settings, ctx.events, job)
             return ended.value
         if not claim_job(session, job_id, owner, ctx.settings.lease_seconds):
             log.info("job %s: not claimable (finished, canceled or leased elsewhere); message dropped", job_id)
@@ -163,10 +163,6 @@ def _fail(
     )
     notify(ctx.settings, webhook, job_id, "completed", -1)  # -1: one failure per job, whatever the iteration
     return JobStatus.FAILED.value
-
-
-def _error(job: Job) -> dict[str, str] | None:
-    return {"code": job.error_code, "message": job.error_message or ""} if job.error_code else None
 
 
 def _lease_lost(job_id: str) -> str:

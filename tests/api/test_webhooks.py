@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -10,6 +11,8 @@ import pytest
 from flask import Flask
 from werkzeug.test import TestResponse
 
+from shared.events import stream_key
+from shared.task_names import WEBHOOK_QUEUE
 from tests.api.conftest import Images, Observed, keyed_client
 
 SECRET = "test-webhook-secret"
@@ -69,3 +72,22 @@ def test_webhook_is_stored_and_shown(make_app: Callable[..., Flask], images: Ima
     assert body["expired"] is False
     plain = post_job(app, images).get_json()
     assert plain["webhook"] is None and plain["webhook_events_filter"] is None
+
+
+def test_canceling_a_queued_job_announces_its_end(make_app: Callable[..., Flask], images: Images, broker: Any) -> None:
+    """No worker will ever see a job canceled while queued: the API sends its `status` event and its
+    `completed` webhook itself, once, however often the cancel is repeated."""
+    app = make_app(webhook_secret=SECRET, webhook_allow_private=True)
+    client = keyed_client(app)
+    data = {
+        "content": (io.BytesIO(images.jpeg), "content.jpg"),
+        "style": (io.BytesIO(images.png), "style.png"),
+        "webhook": "http://127.0.0.1:9/hook",
+    }
+    job_id = client.post("/v1/jobs", data=data, content_type="multipart/form-data").get_json()["id"]
+    for _ in range(2):
+        assert client.post(f"/v1/jobs/{job_id}/cancel").get_json()["status"] == "canceled"
+    events = [(f[b"event"], json.loads(f[b"data"])) for _, f in broker.xrange(stream_key(job_id))]
+    assert events == [(b"status", {"status": "canceled", "error": None})]
+    deliveries = [json.loads(b)["headers"]["argsrepr"] for b in broker.lrange(WEBHOOK_QUEUE, 0, -1)]
+    assert deliveries == [f"['{job_id}', 'completed', 0]"]

@@ -14,11 +14,12 @@ from sqlalchemy import update
 
 from shared.celery_app import make_celery
 from shared.database import make_engine, make_sessionmaker, upgrade_database
+from shared.events import make_publisher, stream_key
 from shared.jobs import claim_job, create_job
 from shared.models import Job, utcnow
 from shared.reconcile import reconcile_once
 from shared.settings import Settings, get_settings
-from shared.task_names import TRANSFER_QUEUE
+from shared.task_names import TRANSFER_QUEUE, WEBHOOK_QUEUE
 
 
 @pytest.fixture
@@ -43,6 +44,22 @@ def queued_messages(settings: Settings) -> list[str]:
     bodies = client.lrange(TRANSFER_QUEUE, 0, -1)
     client.close()
     return [json.loads(json.loads(b)["headers"]["argsrepr"].replace("'", '"'))[0] for b in bodies]
+
+
+def stream_events(settings: Settings, job_id: str) -> list[tuple[str, dict]]:  # type: ignore[type-arg]
+    """(event, data) of the job's event stream, oldest first."""
+    client = redis.Redis.from_url(settings.resolved_broker_url())
+    entries = client.xrange(stream_key(job_id))
+    client.close()
+    return [(fields[b"event"].decode(), json.loads(fields[b"data"])) for _, fields in entries]
+
+
+def webhook_messages(settings: Settings) -> list[list]:  # type: ignore[type-arg]
+    """The args ([job_id, event, iteration]) of the webhook deliveries waiting in Redis."""
+    client = redis.Redis.from_url(settings.resolved_broker_url())
+    bodies = client.lrange(WEBHOOK_QUEUE, 0, -1)
+    client.close()
+    return [json.loads(json.loads(b)["headers"]["argsrepr"].replace("'", '"')) for b in bodies]
 
 
 def new_job(sessions, **values) -> str:  # type: ignore[no-untyped-def]
@@ -79,13 +96,15 @@ def test_expired_lease_goes_back_to_the_queue(settings: Settings, sessions) -> N
         assert claim_job(session, job_id, "dead/1", 30)
         session.execute(update(Job).where(Job.id == job_id).values(lease_expires_at=utcnow() - timedelta(seconds=1)))
         session.commit()
-    report = reconcile_once(sessions, make_celery(settings), settings)
+    report = reconcile_once(sessions, make_celery(settings), settings, make_publisher(settings))
     assert report.handed_back == [job_id]
     with sessions() as session:
         job = session.get(Job, job_id)
         assert job.status == "queued" and job.lease_owner is None
         assert [h.status for h in job.history] == ["queued", "running", "queued"]
     assert queued_messages(settings) == [job_id]
+    # A watcher sees the job go back to the queue.
+    assert stream_events(settings, job_id) == [("status", {"status": "queued", "reason": "worker_lost"})]
 
 
 @pytest.mark.parametrize(
@@ -95,16 +114,23 @@ def test_expired_lease_goes_back_to_the_queue(settings: Settings, sessions) -> N
 def test_expired_lease_ends_the_job_when_it_must(  # type: ignore[no-untyped-def]
     settings: Settings, sessions, attempts: int, cancel_requested: bool, status: str, code: str | None
 ) -> None:
-    """Past the attempts cap the job fails with worker_lost; a job being canceled ends canceled."""
+    """Past the attempts cap the job fails with worker_lost; a job being canceled ends canceled.
+
+    Its watchers hear of it: a `status` event on its stream and its `completed` webhook.
+    """
     job_id = new_job(
         sessions, status="running", attempts=attempts, lease_owner="dead/1", cancel_requested=cancel_requested,
-        lease_expires_at=utcnow() - timedelta(seconds=1),
+        lease_expires_at=utcnow() - timedelta(seconds=1), webhook_url="https://hooks.example/impasto",
     )  # fmt: skip
-    reconcile_once(sessions, make_celery(settings), settings)
+    report = reconcile_once(sessions, make_celery(settings), settings, make_publisher(settings))
+    assert (report.failed, report.canceled) == (([job_id], []) if status == "failed" else ([], [job_id]))
     with sessions() as session:
         job = session.get(Job, job_id)
         assert job.status == status and job.error_code == code and job.finished_at is not None
+        error = {"code": code, "message": job.error_message} if code else None
     assert queued_messages(settings) == []
+    assert stream_events(settings, job_id) == [("status", {"status": status, "error": error})]
+    assert webhook_messages(settings) == [[job_id, "completed", -1 if status == "failed" else 0]]
 
 
 def test_several_reconcilers_at_once_send_each_job_once(settings: Settings, sessions) -> None:  # type: ignore[no-untyped-def]
