@@ -59,7 +59,7 @@ def create_job() -> tuple[Response, int, dict[str, str]]:
     content_key = upload_key(submission.content.data, submission.content.extension)
     style_keys = [upload_key(style.data, style.extension) for style in submission.styles]
     params = submission.params.model_dump(mode="json")
-    fingerprint = request_fingerprint(content_key, style_keys, params)
+    fingerprint = request_fingerprint(content_key, style_keys, params, submission.webhook, submission.webhook_events)
     session = db_session()
     if idempotency_key is not None and (earlier := find_key(session, idempotency_key)) is not None:
         return replay(earlier, fingerprint)

@@ -16,9 +16,18 @@ from shared.models import IdempotencyKey, utcnow
 MAX_KEY_LENGTH = 255
 
 
-def request_fingerprint(content_key: str, style_keys: list[str], params: dict[str, Any]) -> str:
-    """A hash of what a submission asks: its images (by content hash) and its params."""
-    canonical = json.dumps({"content": content_key, "styles": style_keys, "params": params}, sort_keys=True)
+def request_fingerprint(
+    content_key: str,
+    style_keys: list[str],
+    params: dict[str, Any],
+    webhook: str | None = None,
+    webhook_events: list[str] | None = None,
+) -> str:
+    """A hash of what a submission asks: its images (by content hash), its params and its webhook."""
+    asked = {"content": content_key, "styles": style_keys, "params": params}
+    if webhook is not None:  # absent for a job without one, so older fingerprints still match
+        asked |= {"webhook": webhook, "webhook_events": webhook_events}
+    canonical = json.dumps(asked, sort_keys=True)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 

@@ -18,6 +18,7 @@ from shared.celery_app import make_celery
 from shared.database import make_engine, make_sessionmaker
 from shared.enqueue import send_transfer
 from shared.events import EventPublisher, make_publisher
+from shared.idempotency import purge_expired_keys
 from shared.job_endings import announce_end
 from shared.jobs import end_expired_lease, execute_update
 from shared.models import Job, utcnow
@@ -37,6 +38,7 @@ class ReconcileReport:
     handed_back: list[str] = field(default_factory=list)  # expired leases, back to queued
     failed: list[str] = field(default_factory=list)  # expired leases past the attempts cap
     canceled: list[str] = field(default_factory=list)  # expired leases of jobs with a pending cancel
+    purged_keys: int = 0  # expired Idempotency-Key records deleted
 
 
 def reconcile_once(
@@ -90,6 +92,8 @@ def reconcile_once(
     for job_id, queue in resend:
         if send_transfer(celery, job_id, queue) and job_id not in report.handed_back:
             report.resent.append(job_id)
+    with sessions() as session:  # a lookup deletes the key it finds expired; these are the rest
+        report.purged_keys = purge_expired_keys(session)
     return report
 
 

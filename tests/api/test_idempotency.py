@@ -4,23 +4,26 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
+from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import update
 from werkzeug.test import TestResponse
 
 from shared.models import IdempotencyKey, utcnow
-from tests.api.conftest import Images, Observed, impasto_of
+from tests.api.conftest import Images, Observed, impasto_of, keyed_client
 
 
-def post(client: FlaskClient, images: Images, key: str | None, params: dict[str, Any]) -> TestResponse:
-    """Submit the test images with an optional Idempotency-Key."""
+def post(client: FlaskClient, images: Images, key: str | None, params: dict[str, Any], **fields: str) -> TestResponse:
+    """Submit the test images with an optional Idempotency-Key and extra form fields."""
     data = {
         "content": (io.BytesIO(images.jpeg), "c.jpg"),
         "style": [(io.BytesIO(images.png), "s.png")],
         "params": json.dumps(params),
+        **fields,
     }
     headers = {"Idempotency-Key": key} if key is not None else {}
     return client.post("/v1/jobs", data=data, content_type="multipart/form-data", headers=headers)
@@ -42,6 +45,19 @@ def test_same_key_different_request_is_a_conflict(client: FlaskClient, images: I
     response = post(client, images, "k", {"iterations": 11})
     assert response.status_code == 409 and response.json["error"]["code"] == "idempotency_key_reused"
     assert observed.job_count() == 1
+
+
+def test_same_key_with_another_webhook_is_a_conflict(
+    make_app: Callable[..., Flask], images: Images, observed: Observed
+) -> None:
+    """The webhook is part of the request: another URL or events filter under the same key answers 409."""
+    client = keyed_client(make_app(webhook_secret="s", webhook_allow_private=True))
+    hook = {"webhook": "http://127.0.0.1:9/a"}
+    assert post(client, images, "w", {}, **hook).status_code == 202
+    assert post(client, images, "w", {}, **hook).headers["Idempotent-Replayed"] == "true"
+    for other in ({"webhook": "http://127.0.0.1:9/b"}, {**hook, "webhook_events_filter": "completed"}, {}):
+        response = post(client, images, "w", {}, **other)
+        assert response.status_code == 409 and response.json["error"]["code"] == "idempotency_key_reused", other
 
 
 def test_without_a_key_each_submit_is_a_new_job(client: FlaskClient, images: Images, observed: Observed) -> None:

@@ -10,13 +10,14 @@ from pathlib import Path
 
 import pytest
 import redis
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from shared.celery_app import make_celery
 from shared.database import make_engine, make_sessionmaker, upgrade_database
 from shared.events import make_publisher, stream_key
+from shared.idempotency import remember_key
 from shared.jobs import claim_job, create_job
-from shared.models import Job, utcnow
+from shared.models import IdempotencyKey, Job, utcnow
 from shared.reconcile import reconcile_once
 from shared.settings import Settings, get_settings
 from shared.task_names import TRANSFER_QUEUE, WEBHOOK_QUEUE
@@ -149,3 +150,15 @@ def test_several_reconcilers_at_once_send_each_job_once(settings: Settings, sess
         t.join()
     messages = queued_messages(settings)
     assert sorted(messages) == sorted(job_ids)
+
+
+def test_expired_idempotency_keys_are_purged(settings: Settings, sessions) -> None:  # type: ignore[no-untyped-def]
+    """Keys past their time-to-live go; live ones stay (a lookup alone would leave unused ones forever)."""
+    job_id = new_job(sessions, enqueued_at=utcnow())
+    with sessions() as session:
+        remember_key(session, "k:old", "h", job_id, ttl_seconds=-1)
+        remember_key(session, "k:live", "h", job_id, ttl_seconds=3600)
+        session.commit()
+    assert reconcile_once(sessions, make_celery(settings), settings).purged_keys == 1
+    with sessions() as session:
+        assert session.scalars(select(IdempotencyKey.key)).all() == ["k:live"]
