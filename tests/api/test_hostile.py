@@ -17,9 +17,9 @@ from flask import Flask
 from PIL import Image
 from werkzeug.test import TestResponse
 
+from api.rate_limit import KEY_PREFIX
 from shared.api_keys import revoke_key
 from shared.storage import upload_key
-from shared.task_names import TRANSFER_QUEUE
 from tests.api import image_factory as made
 from tests.api.conftest import Images, Observed, add_key, image_bytes, impasto_of
 
@@ -190,10 +190,10 @@ def send(app: Flask, images: Images, request: Request, key: str) -> TestResponse
 
 
 def assert_nothing_stored(observed: Observed) -> None:
-    """No job row, no stored file, no queued message."""
+    """No job row, no stored file, nothing in Redis (any queue, event stream) but rate-limit counters."""
     assert observed.job_count() == 0
     assert observed.stored_files() == []
-    assert observed.broker.llen(TRANSFER_QUEUE) == 0
+    assert [key for key in observed.broker.keys() if KEY_PREFIX.encode() not in key] == []
 
 
 @pytest.mark.parametrize("case", HOSTILE.values(), ids=HOSTILE.keys())
