@@ -153,7 +153,12 @@ def stop_everything(processes: Processes) -> None:
 
 def worker_metrics(port: int) -> dict[str, float]:
     """A worker's metrics as {'name{label=value}': value}."""
-    text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    return scrape(f"http://127.0.0.1:{port}/metrics")
+
+
+def scrape(url: str) -> dict[str, float]:
+    """The Prometheus text at `url` as {'name{label=value}': value}."""
+    text = requests.get(url, timeout=5).text
     values = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
@@ -236,6 +241,15 @@ def test_s3_storage_through_the_api_with_a_supervised_worker(
         assert metrics["impasto_worker_iterations_per_second"] > 0
         assert metrics["impasto_worker_peak_gpu_memory_bytes"] == 0  # a CPU worker
         assert "no GPU found" in processes.log("worker")
+
+        # What the autoscaler and dashboards read from the API once a job has run through.
+        scraped = scrape(f"{url}/metrics")
+        assert scraped["impasto_broker_up"] == scraped["impasto_database_up"] == 1
+        assert scraped["impasto_jobs{status=succeeded}"] == 1 and scraped["impasto_jobs{status=queued}"] == 0
+        assert [scraped[f"impasto_queue_depth{{queue={queue}}}"] for queue in (SMALL_QUEUE, LARGE_QUEUE)] == [0, 0]
+        assert scraped["impasto_oldest_queued_job_seconds"] == 0
+        polls = "impasto_http_request_duration_seconds_count{method=GET,route=/v1/jobs/<job_id>,status=200}"
+        assert scraped[polls] >= 1
     finally:
         stop_everything(processes)
         http.close()
