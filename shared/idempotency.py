@@ -24,7 +24,7 @@ def request_fingerprint(
     webhook_events: list[str] | None = None,
 ) -> str:
     """A hash of what a submission asks: its images (by content hash), its params and its webhook."""
-    asked = {"content": content_key, "styles": style_keys, "params": params}
+    asked: dict[str, Any] = {"content": content_key, "styles": style_keys, "params": params}
     if webhook is not None:  # absent for a job without one, so older fingerprints still match
         asked |= {"webhook": webhook, "webhook_events": webhook_events}
     canonical = json.dumps(asked, sort_keys=True)
