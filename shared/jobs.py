@@ -73,26 +73,31 @@ def end_expired_lease(session: Session, job_id: str, max_attempts: int) -> JobSt
     """Take back a running job whose lease expired, in one conditional UPDATE with its history row.
 
     Its worker is gone: the job goes back to `queued`, or ends `failed` (worker_lost) once its
-    attempts reach the cap, or `canceled` if a cancel was pending. Returns the new status, or None
-    when there was nothing to take back (not running, lease live, or another caller won).
+    lost runs reach the cap (runs handed back at a shutdown do not count), or `canceled` if a
+    cancel was pending. Returns the new status, or None when there was nothing to take back
+    (not running, lease live, or another caller won).
     """
     now = utcnow()
     row = session.execute(
-        select(Job.attempts, Job.cancel_requested).where(
+        select(Job.attempts, Job.lost_runs, Job.cancel_requested).where(
             Job.id == job_id, Job.status == JobStatus.RUNNING.value, Job.lease_expires_at < now
         )
     ).first()
     if row is None:
         return None
-    attempts, cancel_requested = row
-    values: dict[str, Any]
+    attempts, lost_runs, cancel_requested = row
+    lost_runs += 1  # this run
+    values: dict[str, Any] = {"lost_runs": lost_runs}
     if cancel_requested:  # its worker died while stopping: nobody will run it again
-        status, values = JobStatus.CANCELED, {"finished_at": now}
-    elif attempts >= max_attempts:
-        message = f"the job's worker was lost {attempts} times; giving up"
-        status, values = JobStatus.FAILED, {"finished_at": now, "error_code": "worker_lost", "error_message": message}
+        status, values = JobStatus.CANCELED, {**values, "finished_at": now}
+    elif lost_runs >= max_attempts:
+        message = f"the job's worker was lost {lost_runs} times; giving up"
+        status, values = (
+            JobStatus.FAILED,
+            {**values, "finished_at": now, "error_code": "worker_lost", "error_message": message},
+        )
     else:
-        status, values = JobStatus.QUEUED, {"enqueued_at": now}
+        status, values = JobStatus.QUEUED, {**values, "enqueued_at": now}
     won = execute_update(
         session,
         update(Job)

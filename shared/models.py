@@ -84,7 +84,10 @@ class Job(Base):
     error_message: Mapped[str | None] = mapped_column(Text)
 
     # Who runs it
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)  # claims: one per run, hand-backs included
+    # Runs whose worker died (lease expired); the max_attempts cap applies to these, so a job
+    # handed back at every deploy is not failed for it.
+    lost_runs: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     worker: Mapped[str | None] = mapped_column(String(255))
     device: Mapped[str | None] = mapped_column(String(64))
     lease_owner: Mapped[str | None] = mapped_column(String(255))

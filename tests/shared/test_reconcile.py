@@ -16,7 +16,7 @@ from shared.celery_app import make_celery
 from shared.database import make_engine, make_sessionmaker, upgrade_database
 from shared.events import make_publisher, stream_key
 from shared.idempotency import remember_key
-from shared.jobs import claim_job, create_job
+from shared.jobs import claim_job, create_job, hand_back
 from shared.models import IdempotencyKey, Job, utcnow
 from shared.reconcile import reconcile_once
 from shared.settings import Settings, get_settings
@@ -109,29 +109,51 @@ def test_expired_lease_goes_back_to_the_queue(settings: Settings, sessions) -> N
 
 
 @pytest.mark.parametrize(
-    ("attempts", "cancel_requested", "status", "code"),
-    [(3, False, "failed", "worker_lost"), (1, True, "canceled", None)],
+    ("lost_runs", "cancel_requested", "status", "code"),
+    [(2, False, "failed", "worker_lost"), (0, True, "canceled", None)],
 )
 def test_expired_lease_ends_the_job_when_it_must(  # type: ignore[no-untyped-def]
-    settings: Settings, sessions, attempts: int, cancel_requested: bool, status: str, code: str | None
+    settings: Settings, sessions, lost_runs: int, cancel_requested: bool, status: str, code: str | None
 ) -> None:
-    """Past the attempts cap the job fails with worker_lost; a job being canceled ends canceled.
+    """The third run lost with its worker fails the job (worker_lost); a job being canceled ends canceled.
 
     Its watchers hear of it: a `status` event on its stream and its `completed` webhook.
     """
     job_id = new_job(
-        sessions, status="running", attempts=attempts, lease_owner="dead/1", cancel_requested=cancel_requested,
-        lease_expires_at=utcnow() - timedelta(seconds=1), webhook_url="https://hooks.example/impasto",
+        sessions, status="running", attempts=5, lost_runs=lost_runs, lease_owner="dead/1",
+        cancel_requested=cancel_requested, lease_expires_at=utcnow() - timedelta(seconds=1),
+        webhook_url="https://hooks.example/impasto",
     )  # fmt: skip
     report = reconcile_once(sessions, make_celery(settings), settings, make_publisher(settings))
     assert (report.failed, report.canceled) == (([job_id], []) if status == "failed" else ([], [job_id]))
     with sessions() as session:
         job = session.get(Job, job_id)
         assert job.status == status and job.error_code == code and job.finished_at is not None
+        assert job.lost_runs == lost_runs + 1
+        if code:
+            assert job.error_message == "the job's worker was lost 3 times; giving up"
         error = {"code": code, "message": job.error_message} if code else None
     assert queued_messages(settings) == []
     assert stream_events(settings, job_id) == [("status", {"status": status, "error": error})]
     assert webhook_messages(settings) == [[job_id, "completed", -1 if status == "failed" else 0]]
+
+
+def test_runs_handed_back_at_shutdown_do_not_count_toward_the_cap(  # type: ignore[no-untyped-def]
+    settings: Settings, sessions
+) -> None:
+    """Two deploys (two graceful hand-backs) and one crash: the job goes back to the queue, not to failed."""
+    job_id = new_job(sessions)
+    with sessions() as session:
+        for run in range(2):
+            assert claim_job(session, job_id, f"deployed/{run}", 30)
+            assert hand_back(session, job_id, f"deployed/{run}")
+        assert claim_job(session, job_id, "crashed/1", 30)
+        session.execute(update(Job).where(Job.id == job_id).values(lease_expires_at=utcnow() - timedelta(seconds=1)))
+        session.commit()
+    assert reconcile_once(sessions, make_celery(settings), settings).handed_back == [job_id]
+    with sessions() as session:
+        job = session.get(Job, job_id)
+        assert (job.status, job.attempts, job.lost_runs) == ("queued", 3, 1)
 
 
 def test_several_reconcilers_at_once_send_each_job_once(settings: Settings, sessions) -> None:  # type: ignore[no-untyped-def]
