@@ -11,7 +11,7 @@ from PIL import Image
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
-from shared.jobs import add_snapshot, owned_update
+from shared.jobs import add_snapshot, owned_update, renew_lease
 from shared.models import Job
 from shared.status import JobStatus
 from shared.storage import snapshot_key
@@ -108,6 +108,9 @@ class JobCallbacks(Callbacks):
 
     def on_snapshot(self, iteration: int, image: Image.Image) -> None:
         """Store the snapshot (it is also the checkpoint), list it on the job, write progress."""
+        if not self.hold_lease():
+            log.warning("job %s: snapshot %d not written (lease lost or database unreachable)", self.job_id, iteration)
+            return
         key = snapshot_key(self.job_id, iteration)
         self.ctx.storage.put(key, png_bytes(image))
         try:
@@ -118,6 +121,24 @@ class JobCallbacks(Callbacks):
         self.ctx.events.publish(self.job_id, "snapshot", {"iteration": iteration})
         notify(self.ctx.settings, self.webhook, self.job_id, "snapshot", iteration)  # an enqueue, never a POST
         self.write_progress()
+
+    def hold_lease(self) -> bool:
+        """Renew the lease before writing into the job's storage prefix; False if it is not ours.
+
+        A worker that stalled past its lease (a long GC pause, a frozen VM) may find on waking
+        that another worker runs the job now; renewing first, instead of writing and finding out
+        at the next SQL write, keeps it from overwriting the new owner's files: once renewed,
+        nobody can take the job over for lease_seconds, far longer than one PNG write. Without
+        the database the snapshot could not be listed either, so it is skipped too.
+        """
+        try:
+            with self.ctx.sessions() as session:
+                held = renew_lease(session, self.job_id, self.owner, self.ctx.settings.lease_seconds)
+        except SQLAlchemyError:
+            return False
+        if not held:
+            self.lease_lost.set()
+        return held
 
     def should_stop(self) -> bool:
         """Stop on a lost lease or a shutdown at once; look for a cancel request every cancel_poll_s."""

@@ -14,7 +14,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from shared.job_endings import announce_end
-from shared.jobs import as_utc, claim_job, end_expired_lease, finish_job, hand_back, latest_snapshot
+from shared.jobs import as_utc, claim_job, end_expired_lease, finish_job, hand_back, latest_snapshot, renew_lease
 from shared.models import Job
 from shared.status import JobStatus
 from shared.storage import output_key
@@ -123,6 +123,10 @@ def run_transfer(
             requeue(job_id)
         log.info("job %s: handed back at iteration %d for shutdown", job_id, result.iterations)
         return "handed_back"
+    # As for a snapshot (JobCallbacks.hold_lease): the lease is renewed first, so a worker that lost
+    # it never overwrites the final image of the job's new owner.
+    if not with_db_retry(ctx, lambda s: renew_lease(s, job_id, owner, ctx.settings.lease_seconds)):
+        return _lease_lost(job_id)
     ctx.storage.put(output_key(job_id), png_bytes(result.image))
     if not with_db_retry(
         ctx, lambda s: finish_job(s, job_id, owner, JobStatus.SUCCEEDED, output_key=output_key(job_id), **metrics)

@@ -15,8 +15,10 @@ from shared.models import Job, utcnow
 from shared.status import JobStatus
 from shared.storage import output_key, snapshot_key
 from tests.worker.conftest import make_job
+from worker import job_runner
 from worker.context import WorkerContext
-from worker.job_callbacks import png_bytes
+from worker.engine import stylize
+from worker.job_callbacks import JobCallbacks, png_bytes
 from worker.job_runner import run_transfer
 
 
@@ -156,3 +158,41 @@ def test_a_lease_lost_at_the_final_write_leaves_the_new_owner_alone(
     job = load(ctx, job_id)
     assert job.status == "running" and job.lease_owner == "thief/x" and job.finished_at is None
     assert [h.status for h in job.history] == ["queued", "running"]
+
+
+def steal_lease(ctx: WorkerContext, job_id: str) -> None:
+    """Hand the job's lease to another worker, as a takeover after this one stalled would."""
+    with ctx.sessions() as session:
+        session.execute(update(Job).where(Job.id == job_id).values(lease_owner="thief/x"))
+        session.commit()
+
+
+def test_a_worker_that_lost_its_lease_writes_no_final_image(ctx: WorkerContext, samples: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Lost between the last iteration and the final image: the new owner's final.png is never overwritten."""
+    job_id = make_job(ctx, samples, iterations=3, snapshot_every=0)
+
+    def stylize_then_stall(*args, **kwargs):  # type: ignore[no-untyped-def]
+        result = stylize(*args, **kwargs)
+        steal_lease(ctx, job_id)  # the worker froze here past its lease; another took the job
+        return result
+
+    monkeypatch.setattr(job_runner, "stylize", stylize_then_stall)
+    assert run_transfer(ctx, job_id, "w1", "w1/a") == "lease_lost"
+    assert not ctx.storage.exists(output_key(job_id))
+    assert load(ctx, job_id).lease_owner == "thief/x"
+
+
+def test_a_worker_that_lost_its_lease_writes_no_snapshot(ctx: WorkerContext, samples: Path) -> None:
+    """A snapshot after the lease went elsewhere is neither stored nor listed, and the run is told to stop."""
+    job_id = make_job(ctx, samples, iterations=10, snapshot_every=5)
+    with ctx.sessions() as session:
+        assert claim_job(session, job_id, "w1/a", 30)
+    lease_lost = threading.Event()
+    callbacks = JobCallbacks(ctx, job_id, "w1/a", iterations=10, start_iteration=0, lease_lost=lease_lost)
+    callbacks.on_snapshot(5, Image.new("RGB", (8, 8)))
+    assert ctx.storage.exists(snapshot_key(job_id, 5)), "the owner writes its snapshot"
+    steal_lease(ctx, job_id)
+    callbacks.on_snapshot(10, Image.new("RGB", (8, 8)))
+    assert not ctx.storage.exists(snapshot_key(job_id, 10))
+    assert [s.iteration for s in load(ctx, job_id).snapshots] == [5]
+    assert lease_lost.is_set() and callbacks.should_stop()
