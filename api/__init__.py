@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 from flask import Flask, Response
 
 from api import events, health, job_files, jobs, metrics, openapi, web
@@ -30,6 +32,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         storage=make_storage(settings.resolved_storage_url(), settings.s3_endpoint_url),
         celery=make_celery(settings),
         events=make_publisher(settings),
+        event_stream_slots=threading.BoundedSemaphore(settings.max_event_streams),
     )
     app.before_request(assign_request_id)
     metrics.install_request_timing(app)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import uuid
 from dataclasses import dataclass
 
@@ -27,6 +28,9 @@ class Impasto:
     storage: Storage
     celery: Celery
     events: EventPublisher  # job streams, for what the API itself ends (a cancel while queued)
+    # One per open GET /v1/jobs/{id}/events: a stream holds a gunicorn thread for minutes, so
+    # their number is bounded below the process's threads, leaving some for other requests.
+    event_stream_slots: threading.BoundedSemaphore
 
     def close(self) -> None:
         """Release pooled SQL and broker connections (tests and shutdown)."""

@@ -3,15 +3,17 @@
 With a Redis broker the stream relays the job's Redis stream (shared.events), and the SSE ids
 are the Redis entry ids, so a client that reconnects with Last-Event-ID continues with XREAD
 after the last entry it saw, losing nothing. Without Redis (the embedded set-up) the stream
-polls SQL and derives the events from row changes.
+polls SQL and derives the events from row changes; a client that reconnects there finds what it
+missed (snapshots included) in the opening `status` event's job JSON, not replayed one by one.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import redis
@@ -19,6 +21,7 @@ from flask import Blueprint, Response, request, stream_with_context, url_for
 from sqlalchemy.orm import selectinload
 
 from api.context import Impasto, close_db_session, current_impasto
+from api.errors import ApiError
 from api.job_json import job_json
 from api.jobs import find_job
 from api.openapi import documented
@@ -31,11 +34,12 @@ bp = Blueprint("events", __name__, url_prefix="/v1/jobs")
 
 REDIS_ID = re.compile(r"^\d+-\d+$")
 Entries = list[tuple[str, dict[str, str]]]  # (entry id, fields), as decode_responses gives them
+STREAMS_FULL_RETRY_AFTER_S = 5
 XREAD_BLOCK_MS = 1000  # how long one XREAD waits; bounds how late a heartbeat or SQL check is
 
 
 @bp.get("/<job_id>/events")
-@documented(responses={200: "text/event-stream", 404: ErrorBody})
+@documented(responses={200: "text/event-stream", 404: ErrorBody, 503: ErrorBody})
 def job_events(job_id: str) -> Response:
     """The job's events as text/event-stream: status, progress, snapshot, then completed."""
     job_id = find_job(job_id).id  # 404 for another key's job, before anything is streamed
@@ -43,6 +47,14 @@ def job_events(job_id: str) -> Response:
     # would pin a pooled connection per watcher.
     close_db_session()
     impasto = current_impasto()
+    if not impasto.event_stream_slots.acquire(blocking=False):
+        raise ApiError(
+            503,
+            "too_many_streams",
+            f"this API process already serves {impasto.settings.max_event_streams} event streams; retry later,"
+            " or poll GET /v1/jobs/{id}",
+            headers={"Retry-After": str(STREAMS_FULL_RETRY_AFTER_S)},
+        )
     last_event_id = request.headers.get("Last-Event-ID", "").strip()
     redis_url = redis_url_for_events(impasto.settings)
     if redis_url is not None:
@@ -50,7 +62,22 @@ def job_events(job_id: str) -> Response:
     else:
         events = polled_events(impasto, job_id, last_event_id)
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}  # no proxy buffering (nginx)
-    return Response(stream_with_context(events), mimetype="text/event-stream", headers=headers)
+    response = Response(stream_with_context(events), mimetype="text/event-stream", headers=headers)
+    # The server closes every response it sent, streamed to the end or cut by the client.
+    response.call_on_close(release_once(impasto.event_stream_slots))
+    return response
+
+
+def release_once(slots: threading.BoundedSemaphore) -> Callable[[], None]:
+    """Give back one stream slot, however often the response is closed (a WSGI wrapper may close it again)."""
+    held = [True]
+
+    def release() -> None:
+        if held:
+            held.pop()  # atomic: a second close finds the list empty
+            slots.release()
+
+    return release
 
 
 def sse(event: str, data: dict[str, Any], event_id: str | None = None) -> str:

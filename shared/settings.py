@@ -63,6 +63,11 @@ class Settings(BaseSettings):
         default=5.0, description="how often a Redis-fed stream re-reads SQL, in case an event was lost"
     )
     prefer_wait_max_s: float = Field(default=60.0, description="longest a POST /v1/jobs with Prefer: wait=N is held")
+    max_event_streams: int = Field(
+        default=48,
+        ge=1,
+        description="open event streams per API process; each holds one of its 64 threads, the rest serve requests",
+    )
 
     # Worker behaviour
     progress_interval_s: float = Field(default=1.0, description="least time between progress writes to SQL")

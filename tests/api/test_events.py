@@ -195,3 +195,24 @@ def test_another_keys_job_is_not_found(app: Flask, submit: Submit) -> None:
         response = other.get(url)
         assert response.status_code == 404 and response.get_json()["error"]["code"] == "not_found"
     assert app.test_client().get(f"/v1/jobs/{job_id}/events").status_code == 401
+
+
+def test_event_streams_per_process_are_capped(make_app: Callable[..., Flask], images: Any) -> None:
+    """Past max_event_streams open streams the next one is a 503 with Retry-After; a closed stream frees its slot.
+
+    Each stream holds a server thread for minutes: the cap keeps threads free for other requests (and /readyz).
+    """
+    app = make_app(max_event_streams=2)
+    client = keyed_client(app)
+    job_id = submit_with(client, images)
+    opened = [client.get(f"/v1/jobs/{job_id}/events", buffered=False) for _ in range(2)]
+    assert [r.status_code for r in opened] == [200, 200]
+    refused = client.get(f"/v1/jobs/{job_id}/events")
+    assert refused.status_code == 503 and refused.headers["Retry-After"] == "5"
+    assert refused.get_json()["error"]["code"] == "too_many_streams"
+    assert client.get(f"/v1/jobs/{job_id}").status_code == 200, "other requests are still served"
+    opened.pop().close()
+    again = client.get(f"/v1/jobs/{job_id}/events", buffered=False)
+    assert again.status_code == 200
+    for response in (again, *opened):  # last opened, first closed: the test client nests their contexts
+        response.close()
