@@ -1,4 +1,4 @@
-"""Whole runs of stylize(): convergence, seeds, colour, callbacks, resume, memory, scales, snapshots."""
+"""Whole runs of stylize(): convergence, seeds, colour, callbacks, resume, memory, scales, snapshots, α/β."""
 
 from __future__ import annotations
 
@@ -6,9 +6,11 @@ import math
 import os
 
 import pytest
+import torch
 from PIL import Image, ImageChops, ImageStat
 
-from worker.engine import EngineError, Resume, StyleParams, stylize
+from worker.engine import EngineError, Result, Resume, StyleParams, imaging, stylize
+from worker.engine.objective import Objective
 
 SIZE = 32  # long side of most runs; the generated content is 4:3, so outputs are 32x24
 
@@ -198,18 +200,40 @@ def test_init_image_starts_from_that_image(images, recorder) -> None:
     [
         ({"size": 16}, (16, 12)),
         ({"size": 32, "scales": (0.5, 1.0)}, (32, 24)),
+        ({"size": 16, "scales": (0.05, 1.0)}, (16, 12)),
         ({"size": 64, "style_scale": 0.1}, (64, 48)),
     ],
-    ids=["min-size-4:3", "half-scale-of-32", "style-scale-0.1"],
+    ids=["min-size-4:3", "half-scale-of-32", "8px-stage", "style-scale-0.1"],
 )
-def test_small_stages_run_or_fail_with_engine_error(images, overrides, expected_size) -> None:
-    """Valid params whose images are under 16 px on a side give an image or an EngineError, never a crash."""
-    try:
-        result = _run(images, iterations=2, **overrides)
-    except EngineError as exc:
-        assert "size" in str(exc) or "scale" in str(exc), str(exc)
-    else:
-        assert result.image.size == expected_size
+def test_stages_under_16_px_run_to_the_end(images, overrides, expected_size) -> None:
+    """Valid params whose images go under 16 px on a side (8 px at least) run every iteration.
+
+    Pooling rounds up (ceil_mode), so even an 8 px side leaves conv5_1 a 1x1 map.
+    """
+    result = _run(images, iterations=2, **overrides)
+    assert result.image.size == expected_size
+    assert result.iterations == 2 and not result.stopped
+    assert result.losses is not None and math.isfinite(result.losses.total)
+
+
+def _unit_losses(vgg, result: Result, images) -> tuple[float, float]:
+    """(content, style) of a result at unit weights, against targets made as stylize() makes them."""
+    width, height = result.image.size
+    content = imaging.to_tensor(imaging.open_image(images["content"]), (width, height))
+    style_image = imaging.open_image(images["style"])
+    style = imaging.to_tensor(style_image, imaging.fit_long_side(*style_image.size, max(width, height)))
+    objective = Objective(vgg, StyleParams(content_weight=1.0, style_weight=1.0), content, [style])
+    with torch.no_grad():
+        _, terms = objective(imaging.to_tensor(result.image))
+    return terms[0].item(), terms[1].item()
+
+
+def test_smaller_content_to_style_ratio_gives_more_style(vgg, images) -> None:
+    """α/β = 1/100 ends with less style loss and more content loss than α/β = 1, as in the paper."""
+    balanced = _unit_losses(vgg, _run(images, content_weight=1.0, style_weight=1.0), images)
+    stylish = _unit_losses(vgg, _run(images, content_weight=1.0, style_weight=100.0), images)
+    assert stylish[1] < 0.9 * balanced[1], (stylish, balanced)
+    assert stylish[0] > 1.5 * balanced[0], (stylish, balanced)
 
 
 def test_bf16_convolutions_optimise_like_fp32(images, recorder) -> None:

