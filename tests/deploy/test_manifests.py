@@ -1,8 +1,9 @@
-"""The deploy files parse, the compose file validates, and the manifests name only images, ports,
-queues and settings that exist in the code."""
+"""The deploy files parse, the compose file validates, the manifests name only images, ports,
+queues and settings that exist in the code, and the processes that need the webhook key get it."""
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -14,13 +15,16 @@ import pytest
 import yaml
 
 from shared.settings import Settings, get_settings
-from shared.task_names import TRANSFER_QUEUES
+from shared.task_names import TRANSFER_QUEUES, WEBHOOK_QUEUE
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 K8S = DEPLOY / "k8s"
 MANIFEST_FILES = sorted(K8S.glob("*.yaml"))
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+# The subcommands that read IMPASTO_WEBHOOK_SECRET: the API refuses webhooks (422) without it, the
+# webhook worker signs with it.
+NEEDS_WEBHOOK_SECRET = {"api", "webhook-worker"}
 
 
 def documents() -> list[dict[str, Any]]:
@@ -63,20 +67,31 @@ def test_yaml_parses(path: Path) -> None:
             assert doc["kind"] == "Namespace" or doc["metadata"]["namespace"] == "impasto"
 
 
-def test_compose_file_validates() -> None:
-    """`docker-compose config -q` accepts the compose file (deploy/local/ensure-services.sh installs it)."""
+def docker_compose_config(**env: str) -> subprocess.CompletedProcess[str]:
+    """`docker-compose config -q` on the compose file, with `env` in place of any IMPASTO_* variables."""
     if shutil.which("docker-compose") is None:
         pytest.skip("docker-compose is not installed and apt could not install it (ensure-services.sh)")
-    done = subprocess.run(
-        ["docker-compose", "-f", str(DEPLOY / "compose.yaml"), "config", "-q"], capture_output=True, text=True
-    )
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("IMPASTO_")} | env
+    command = ["docker-compose", "-f", str(DEPLOY / "compose.yaml"), "config", "-q"]
+    return subprocess.run(command, capture_output=True, text=True, env=environ)
+
+
+def test_compose_file_validates() -> None:
+    """`docker-compose config -q` accepts the compose file (deploy/local/ensure-services.sh installs it)."""
+    done = docker_compose_config(IMPASTO_WEBHOOK_SECRET="a-test-key")
     assert done.returncode == 0, done.stderr
+
+
+def test_compose_refuses_to_run_without_the_webhook_secret() -> None:
+    """No default key (an empty one would sign): compose stops and says which variable to set."""
+    done = docker_compose_config()
+    assert done.returncode != 0 and "set IMPASTO_WEBHOOK_SECRET" in done.stderr, done.stderr
 
 
 def test_compose_has_the_services_and_safe_settings() -> None:
     """api, worker (GPU), redis (AOF), postgres, flower and a one-off migrate, wired in order."""
     services = compose()["services"]
-    assert {"api", "worker", "redis", "postgres", "flower", "migrate", "reconciler"} <= set(services)
+    assert {"api", "worker", "redis", "postgres", "flower", "migrate", "reconciler", "webhook-worker"} <= set(services)
     assert "--appendonly" in services["redis"]["command"] and "yes" in services["redis"]["command"]
     assert services["migrate"]["command"] == ["impasto", "db", "upgrade"]
     assert services["api"]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
@@ -211,3 +226,92 @@ def test_every_command_is_an_impasto_subcommand() -> None:
     commands += [s["command"] for s in compose()["services"].values() if s.get("image", "").startswith("impasto-")]
     for command in commands:
         assert command[0] == "impasto" and command[1] in known, command
+
+
+def impasto_subcommand(command: list[str]) -> str | None:
+    """The `impasto` subcommand a container or service runs, if it runs one."""
+    return command[1] if len(command) > 1 and command[0] == "impasto" else None
+
+
+def test_compose_gives_the_webhook_secret_to_api_and_webhook_worker_only() -> None:
+    """The API and the webhook worker read the key from the environment, required; no other service has it."""
+    services = compose()["services"]
+    holders = {name for name, s in services.items() if "IMPASTO_WEBHOOK_SECRET" in (s.get("environment") or {})}
+    needing = {name for name, s in services.items() if impasto_subcommand(s.get("command", [])) in NEEDS_WEBHOOK_SECRET}
+    assert needing == {"api", "webhook-worker"} and holders == needing
+    for name in holders:
+        assert services[name]["environment"]["IMPASTO_WEBHOOK_SECRET"].startswith("${IMPASTO_WEBHOOK_SECRET:?")
+
+
+def test_compose_runs_a_webhook_worker() -> None:
+    """On the API image, after the migration, with the API's database, broker and storage settings."""
+    services = compose()["services"]
+    worker = services["webhook-worker"]
+    assert worker["command"] == ["impasto", "webhook-worker"]
+    assert worker["image"] == "impasto-api" and worker["build"]["dockerfile"] == "deploy/Dockerfile.api"
+    assert worker["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    assert worker["depends_on"]["redis"]["condition"] == "service_healthy"
+    shared = {"IMPASTO_DATABASE_URL", "IMPASTO_BROKER_URL", "IMPASTO_STORAGE_URL", "IMPASTO_S3_ENDPOINT_URL"}
+    for name in shared:
+        assert worker["environment"][name] == services["api"]["environment"][name], name
+    # Enough for Celery's warm shutdown to finish the attempts in flight.
+    assert int(worker["stop_grace_period"].removesuffix("s")) > get_settings().webhook_timeout_s
+
+
+def test_compose_services_that_touch_images_share_the_storage_volume() -> None:
+    """api, worker and reconciler (retention deletes images) mount the volume the file:// store is in."""
+    services = compose()["services"]
+    storage_url = compose()["x-impasto-env"]["IMPASTO_STORAGE_URL"]
+    path = re.search(r"file://(/[^}]+)", storage_url)
+    assert path is not None, storage_url
+    for name in ["api", "worker", "reconciler"]:
+        assert f"storage:{path.group(1)}" in services[name].get("volumes", []), name
+
+
+def test_k8s_gives_the_webhook_secret_to_api_and_webhook_worker() -> None:
+    """Each container that needs the key names it in the Secret its envFrom reads, so it does not start without it."""
+    needing = []
+    for name, workload in [*objects("Deployment").items(), *objects("Job").items()]:
+        for container in containers(workload):
+            if impasto_subcommand(container["command"]) not in NEEDS_WEBHOOK_SECRET:
+                continue
+            needing.append(name)
+            assert container["image"].startswith("impasto-api:"), name
+            secrets = {s["secretRef"]["name"] for s in container["envFrom"] if "secretRef" in s}
+            env = {e["name"]: e for e in container.get("env", [])}
+            ref = env["IMPASTO_WEBHOOK_SECRET"]["valueFrom"]["secretKeyRef"]
+            assert ref["name"] in secrets and ref["key"] == "IMPASTO_WEBHOOK_SECRET", name
+            assert not ref.get("optional", False), name
+    assert sorted(needing) == ["impasto-api", "impasto-webhook-worker"]
+
+
+def test_k8s_runs_a_webhook_worker() -> None:
+    """A Deployment on the API image with the shared config, that outlasts a delivery attempt on SIGTERM."""
+    deployment = objects("Deployment")["impasto-webhook-worker"]
+    (container,) = containers(deployment)
+    assert container["command"] == ["impasto", "webhook-worker"]
+    assert container["image"].startswith("impasto-api:")
+    assert {s["configMapRef"]["name"] for s in container["envFrom"] if "configMapRef" in s} == {"impasto-config"}
+    grace = deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+    assert grace > get_settings().webhook_timeout_s
+    # The webhooks queue is the webhook worker's alone: no GPU worker consumes it.
+    for workload in objects("Deployment").values():
+        for other in containers(workload):
+            if "--queues" in other["command"]:
+                assert WEBHOOK_QUEUE not in other["command"][other["command"].index("--queues") + 1].split(",")
+
+
+def test_readme_creates_every_secret_key_the_manifests_read() -> None:
+    """The `kubectl create secret` in deploy/README.md makes each key a secretKeyRef or KEDA names."""
+    refs: set[str] = set()
+    for workload in [*objects("Deployment").values(), *objects("Job").values()]:
+        for container in containers(workload):
+            refs |= {e["valueFrom"]["secretKeyRef"]["key"] for e in container.get("env", []) if "valueFrom" in e}
+    for auth in objects("TriggerAuthentication").values():
+        refs |= {ref["key"] for ref in auth["spec"]["secretTargetRef"]}
+    assert refs
+    readme = (DEPLOY / "README.md").read_text()
+    command = re.search(r"kubectl -n impasto create secret generic impasto-secrets(.*?)\n```", readme, re.S)
+    assert command is not None
+    created = set(re.findall(r"--from-literal=([A-Z0-9_]+)=", command.group(1)))
+    assert refs <= created, refs - created
