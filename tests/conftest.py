@@ -48,15 +48,35 @@ def postgres_url() -> Iterator[str]:
     drop_postgres_database(name)
 
 
-@pytest.fixture
-def redis_url() -> Iterator[str]:
-    """A Redis database (number 14) flushed before and after the test."""
-    url = f"{REDIS_BASE}/14"
+def flushed_redis(db: int) -> Iterator[str]:
+    """The URL of Redis database `db`, flushed before and after its test."""
+    url = f"{REDIS_BASE}/{db}"
     client = redis.Redis.from_url(url)
     client.flushdb()
     yield url
     client.flushdb()
     client.close()
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    """A Redis database (number 14) flushed before and after the test."""
+    yield from flushed_redis(14)
+
+
+@pytest.fixture
+def redis_12() -> Iterator[str]:
+    """Redis database 12, flushed before and after: the one the tests that start processes share."""
+    yield from flushed_redis(12)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A database with no tables yet, of each kind the migrations must run on."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'migrate.sqlite3'}"
+    url: str = request.getfixturevalue("postgres_url")
+    return url
 
 
 @pytest.fixture(scope="session")

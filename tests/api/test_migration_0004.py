@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 from alembic import command
 from sqlalchemy import create_engine, inspect, text
 
@@ -20,15 +19,6 @@ OLD_ROWS = [
     f"INSERT INTO idempotency_keys (key, request_hash, job_id, expires_at) VALUES ('k', 'h', '{JOB_ID}',"
     " '2099-01-01 00:00:00+00')",
 ]
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A database with no tables yet."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'migrate.sqlite3'}"
-    url: str = request.getfixturevalue("postgres_url")
-    return url
 
 
 def test_upgrade_keeps_jobs_ownerless_and_downgrade_reverses(empty_database: str, tmp_path: Path) -> None:

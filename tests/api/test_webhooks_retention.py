@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import pytest
 from alembic import command
 from flask import Flask
 from flask.testing import FlaskClient
@@ -46,15 +45,6 @@ def test_retention_expires_images(
         assert response.get_json()["error"]["code"] == "expired"
     assert client.get(f"/v1/jobs/{running}/intermediates/5").status_code == 200
     assert observed.job(done).expired_at is not None
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A database with no tables yet."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'migrate.sqlite3'}"
-    url: str = request.getfixturevalue("postgres_url")
-    return url
 
 
 def test_migration_0005_up_down_up(empty_database: str, tmp_path: Path) -> None:

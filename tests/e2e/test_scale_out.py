@@ -18,7 +18,6 @@ from typing import Any
 
 import boto3
 import pytest
-import redis
 import requests
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
@@ -33,23 +32,11 @@ from shared.settings import Settings, get_settings
 from shared.size_classes import queue_for
 from shared.storage import make_storage, upload_key
 from shared.task_names import LARGE_QUEUE, SMALL_QUEUE
-from tests.conftest import REDIS_BASE
 from tests.e2e.conftest import ROOT, Processes, free_port, wait_ready
 
 AWS_ENV = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}
 BUCKET = "impasto-e2e"
 FINISHED = ("succeeded", "failed", "canceled")
-
-
-@pytest.fixture
-def redis_12() -> Iterator[str]:
-    """Redis database 12, flushed before and after."""
-    url = f"{REDIS_BASE}/12"
-    client = redis.Redis.from_url(url)
-    client.flushdb()
-    yield url
-    client.flushdb()
-    client.close()
 
 
 @pytest.fixture

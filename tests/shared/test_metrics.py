@@ -7,7 +7,6 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-import redis
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
@@ -20,19 +19,7 @@ from shared.metrics import folder_queue_depths, render_api_metrics
 from shared.models import Job, utcnow
 from shared.settings import Settings, get_settings
 from shared.task_names import LARGE_QUEUE, SMALL_QUEUE
-from tests.conftest import REDIS_BASE
 from tests.e2e.conftest import free_port
-
-
-@pytest.fixture
-def redis_12() -> Iterator[str]:
-    """Redis database 12, flushed before and after."""
-    url = f"{REDIS_BASE}/12"
-    client = redis.Redis.from_url(url)
-    client.flushdb()
-    yield url
-    client.flushdb()
-    client.close()
 
 
 @pytest.fixture

@@ -15,14 +15,10 @@ from shared.models import Base
 from shared.settings import Settings, get_settings
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
+@pytest.fixture
+def settings(empty_database: str, tmp_path: Path) -> Settings:
     """Settings on an empty database of each kind."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'impasto.db'}"
-    else:
-        url = request.getfixturevalue("postgres_url")
-    return get_settings(data_dir=tmp_path, database_url=url)
+    return get_settings(data_dir=tmp_path, database_url=empty_database)
 
 
 def schema_differences(settings: Settings) -> list[object]:

@@ -9,18 +9,15 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis
 import requests
 
 from shared.celery_app import make_celery
 from shared.settings import get_settings
 from shared.size_classes import GB
 from shared.task_names import LARGE_QUEUE, SMALL_QUEUE
-from tests.conftest import REDIS_BASE
 from worker.children import child_specs
 from worker.gpus import Gpu, choose_gpus, parse_nvidia_smi
 
@@ -128,17 +125,6 @@ def two_free_ports() -> int:
                     continue
         return port
     raise RuntimeError("no two adjacent free ports")
-
-
-@pytest.fixture
-def redis_12() -> Iterator[str]:
-    """Redis database 12, flushed before and after."""
-    url = f"{REDIS_BASE}/12"
-    client = redis.Redis.from_url(url)
-    client.flushdb()
-    yield url
-    client.flushdb()
-    client.close()
 
 
 def child_pids(pid: int) -> list[int]:
