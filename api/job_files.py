@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from typing import IO
 
 from flask import Blueprint, Response
 
@@ -18,17 +20,32 @@ logger = logging.getLogger(__name__)
 
 bp = Blueprint("job_files", __name__, url_prefix="/v1/jobs")
 
+CHUNK_BYTES = 256 * 1024  # per read from storage: few calls per image, little memory per download
+
 
 def png_response(key: str, filename: str) -> Response:
-    """The PNG stored under `key`; 404 if storage has lost it."""
+    """The PNG stored under `key`, streamed from storage in chunks; 404 if storage has lost it.
+
+    A 2048 px output is several MB: read whole, every concurrent download would hold its own
+    copy in the API's memory.
+    """
     try:
-        data = current_impasto().storage.get(key)
+        stream, size = current_impasto().storage.open(key)
     except KeyError:
         logger.warning("storage key %s is recorded but missing", key)
         raise not_found("image") from None
-    response = Response(data, mimetype="image/png")
+    response = Response(read_chunks(stream), mimetype="image/png")
+    response.call_on_close(stream.close)  # also when the body is never read (a client gone at once)
+    response.content_length = size
     response.headers["Content-Disposition"] = f'inline; filename="{filename}"'
     return response
+
+
+def read_chunks(stream: IO[bytes]) -> Iterator[bytes]:
+    """The stream's bytes, CHUNK_BYTES at a time; closed once read to the end."""
+    with stream:
+        while chunk := stream.read(CHUNK_BYTES):
+            yield chunk
 
 
 def check_not_expired(job: Job) -> None:

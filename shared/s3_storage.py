@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import IO, Any, cast
 from urllib.parse import urlparse
 
 # S3's DeleteObjects takes at most this many keys per request.
@@ -39,6 +39,14 @@ class S3Storage:
         finally:
             body.close()
         return data
+
+    def open(self, key: str) -> tuple[IO[bytes], int]:
+        """The object's body as a stream (botocore's StreamingBody) and its length; KeyError if absent."""
+        try:
+            response = self.client.get_object(Bucket=self.bucket, Key=self._key(key))
+        except self.client.exceptions.NoSuchKey as exc:
+            raise KeyError(key) from exc
+        return cast(IO[bytes], response["Body"]), int(response["ContentLength"])
 
     def exists(self, key: str) -> bool:
         """HEAD the object: True if it is there."""

@@ -7,7 +7,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Protocol
+from typing import IO, Protocol
 from urllib.parse import urlparse
 
 
@@ -19,6 +19,12 @@ class Storage(Protocol):
 
     def get(self, key: str) -> bytes:
         """The bytes under `key`; KeyError if absent."""
+
+    def open(self, key: str) -> tuple[IO[bytes], int]:
+        """A readable stream of the bytes under `key` and their length; KeyError if absent.
+
+        For serving large images without holding them in memory; the caller closes the stream.
+        """
 
     def exists(self, key: str) -> bool:
         """True if `key` holds a value."""
@@ -61,6 +67,14 @@ class LocalStorage:
             return self._path(key).read_bytes()
         except FileNotFoundError as exc:
             raise KeyError(key) from exc
+
+    def open(self, key: str) -> tuple[IO[bytes], int]:
+        """The file for `key`, open for reading, and its size (an atomic rename never shows a half file)."""
+        try:
+            stream = self._path(key).open("rb")
+        except FileNotFoundError as exc:
+            raise KeyError(key) from exc
+        return stream, os.fstat(stream.fileno()).st_size
 
     def exists(self, key: str) -> bool:
         """True if the file for `key` exists."""

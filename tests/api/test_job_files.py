@@ -38,10 +38,13 @@ def test_output_of_succeeded_job(
     worker_actions.claim(job_id)
     worker_actions.finish(job_id, JobStatus.SUCCEEDED)
     final_url = client.get(f"/v1/jobs/{job_id}").get_json()["outputs"]["final"]
-    response = client.get(final_url)
+    response = client.get(final_url, buffered=False)
     assert response.status_code == 200
     assert response.mimetype == "image/png"
+    assert response.is_streamed, "read from storage in chunks, not whole into memory"
+    assert response.content_length == len(images.png)
     assert response.get_data() == images.png
+    response.close()
 
 
 def test_intermediates(client: FlaskClient, submit: Submit, worker_actions: WorkerActions, images: Images) -> None:

@@ -54,6 +54,11 @@ def test_make_storage_picks_s3_and_round_trips(aws_env: str) -> None:
     assert storage.exists(snapshot_key("job-a", 5)) and not storage.exists(snapshot_key("job-a", 15))
     storage.put(output_key("job-a"), b"final, again")  # overwrite
     assert storage.get(output_key("job-a")) == b"final, again"
+    stream, size = storage.open(output_key("job-a"))
+    with stream:
+        assert (stream.read(5), stream.read(), size) == (b"final", b", again", 12)
+    with pytest.raises(KeyError):
+        storage.open(output_key("job-c"))
     assert storage.delete_prefix("jobs/job-a/") == 3
     assert not storage.exists(output_key("job-a")) and storage.exists(output_key("job-ab"))
     assert storage.delete_prefix("jobs/job-a/") == 0
@@ -107,3 +112,15 @@ def test_unsupported_urls(url: str) -> None:
 def test_local_storage_is_unchanged(tmp_path: Path) -> None:
     """file:// still gives LocalStorage."""
     assert isinstance(make_storage(f"file://{tmp_path}"), LocalStorage)
+
+
+def test_local_storage_opens_a_stream_with_its_length(tmp_path: Path) -> None:
+    """LocalStorage.open: the file's bytes as a stream and its size; KeyError for a missing key or one outside."""
+    storage = LocalStorage(tmp_path)
+    storage.put(output_key("job-a"), b"final bytes")
+    stream, size = storage.open(output_key("job-a"))
+    with stream:
+        assert (stream.read(), size) == (b"final bytes", 11)
+    for key in (output_key("job-b"), "../outside.png"):
+        with pytest.raises(KeyError):
+            storage.open(key)
