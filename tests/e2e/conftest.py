@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -88,6 +89,15 @@ def wait_ready(url: str, timeout: float = 60) -> None:
 @pytest.fixture
 def production_stack(tmp_path: Path, postgres_url: str, redis_url: str) -> Iterator[tuple[str, Processes]]:
     """Redis broker, PostgreSQL, local storage; the API under gunicorn and one worker, both real processes."""
+    with start_production_stack(tmp_path, postgres_url, redis_url) as stack:
+        yield stack
+
+
+@contextlib.contextmanager
+def start_production_stack(
+    tmp_path: Path, postgres_url: str, redis_url: str, **settings: str
+) -> Iterator[tuple[str, Processes]]:
+    """The production_stack's processes; `settings` are extra IMPASTO_* variables (name without the prefix)."""
     port = free_port()
     env = {
         **os.environ,
@@ -98,6 +108,7 @@ def production_stack(tmp_path: Path, postgres_url: str, redis_url: str) -> Itera
         "IMPASTO_PROGRESS_INTERVAL_S": "0.2",
         "IMPASTO_CANCEL_POLL_S": "0.2",
         "IMPASTO_DEVICE": "cpu",
+        **{f"IMPASTO_{name.upper()}": value for name, value in settings.items()},
     }
     processes = Processes(env, tmp_path)
     subprocess.run(
