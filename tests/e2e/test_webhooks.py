@@ -4,58 +4,34 @@ this stack's jobs)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis
 import requests
 
 from shared.webhooks import verify
-from tests.e2e.conftest import API_KEYS, ROOT, Processes, auth, free_port, wait_ready
+from tests.conftest import flushed_redis
+from tests.e2e.conftest import Processes, auth, start_production_stack
 from tests.shared.webhook_receiver import Receiver
 
-REDIS_URL = "redis://127.0.0.1:6379/11"
 SECRET = "e2e-webhook-secret"
 
 
 @pytest.fixture
 def webhook_stack(tmp_path: Path, postgres_url: str) -> Iterator[tuple[str, Processes]]:
-    """The API, one CPU worker and one webhook worker, as production_stack but on Redis db 11."""
-    client = redis.Redis.from_url(REDIS_URL)
-    client.flushdb()
-    port = free_port()
-    env = {
-        **os.environ,
-        "IMPASTO_DATA_DIR": str(tmp_path / "data"),
-        "IMPASTO_DATABASE_URL": postgres_url,
-        "IMPASTO_BROKER_URL": REDIS_URL,
-        "IMPASTO_STORAGE_URL": f"file://{tmp_path / 'storage'}",
-        "IMPASTO_DEVICE": "cpu",
-        "IMPASTO_WEBHOOK_SECRET": SECRET,
-        "IMPASTO_WEBHOOK_ALLOW_PRIVATE": "true",  # the receiver is on loopback
-    }
-    processes = Processes(env, tmp_path)
-    run = {"env": env, "cwd": ROOT, "check": True, "capture_output": True, "text": True}
-    subprocess.run([sys.executable, "-m", "shared.cli", "db", "upgrade"], **run)  # type: ignore[call-overload]
-    key = subprocess.run([sys.executable, "-m", "shared.cli", "keys", "create", "--name", "e2e"], **run).stdout.strip()  # type: ignore[call-overload]
-    processes.start("worker", "worker", "--name", "e2e-webhooks@localhost")
-    processes.start("webhooks", "webhook-worker", "--concurrency", "2")
-    processes.start("api", "api", "--port", str(port), "--workers", "1")
-    url = f"http://127.0.0.1:{port}"
-    API_KEYS[url] = key
-    try:
-        wait_ready(url)
+    """production_stack on Redis db 11, signing webhooks, with a webhook worker beside it."""
+    with (
+        contextlib.contextmanager(flushed_redis)(11) as redis_url,
+        # private addresses allowed: the receiver is on loopback
+        start_production_stack(
+            tmp_path, postgres_url, redis_url, webhook_secret=SECRET, webhook_allow_private="true"
+        ) as (url, processes),
+    ):
+        processes.start("webhooks", "webhook-worker", "--concurrency", "2")
         yield url, processes
-    finally:
-        processes.stop_all()
-        API_KEYS.pop(url, None)
-        client.flushdb()
-        client.close()
 
 
 def test_job_events_reach_a_signed_webhook(webhook_stack: tuple[str, Processes], samples: Path) -> None:
