@@ -13,6 +13,7 @@ import json
 import re
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -63,8 +64,11 @@ def job_events(job_id: str) -> Response:
         events = polled_events(impasto, job_id, last_event_id)
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}  # no proxy buffering (nginx)
     response = Response(stream_with_context(events), mimetype="text/event-stream", headers=headers)
-    # The server closes every response it sent, streamed to the end or cut by the client.
-    response.call_on_close(release_once(impasto.event_stream_slots))
+    # The server closes every response it sent, streamed to the end or cut by the client; a response
+    # that is never sent (replaced by an error after this view) gives its slot back when it is collected.
+    release = release_once(impasto.event_stream_slots)
+    response.call_on_close(release)
+    weakref.finalize(response, release)
     return response
 
 
