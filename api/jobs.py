@@ -221,10 +221,8 @@ def list_jobs() -> Response:
 @documented(responses={200: JobSchema, 404: ErrorBody})
 def cancel_job(job_id: str) -> Response:
     """Cancel a queued job now, or ask a running one to stop; idempotent."""
-    job = find_job(job_id)
-    was_queued = job.status == JobStatus.QUEUED.value
-    job = request_cancel(db_session(), job)
-    if was_queued and job.status == JobStatus.CANCELED.value:  # ended here: no worker will announce it
+    job, ended_here = request_cancel(db_session(), find_job(job_id))
+    if ended_here:  # it was queued: no worker will announce its end
         impasto = current_impasto()
         announce_end(impasto.settings, impasto.events, job)
     return jsonify(job_json(job))

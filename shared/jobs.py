@@ -49,8 +49,11 @@ def create_job(session: Session, *, params: dict[str, Any], content_key: str, st
     return job
 
 
-def request_cancel(session: Session, job: Job) -> Job:
-    """Cancel a job: a queued one at once, a running one by flag; finished ones are left alone."""
+def request_cancel(session: Session, job: Job) -> tuple[Job, bool]:
+    """Cancel a job: a queued one at once, a running one by flag; finished ones are left alone.
+
+    The bool says whether this call ended the job (it was queued): of concurrent cancels, one.
+    """
     moved = execute_update(
         session,
         update(Job)
@@ -66,7 +69,7 @@ def request_cancel(session: Session, job: Job) -> Job:
         )
     session.commit()
     session.refresh(job)
-    return job
+    return job, bool(moved)
 
 
 def end_expired_lease(session: Session, job_id: str, max_attempts: int) -> JobStatus | None:

@@ -118,6 +118,9 @@ def run_transfer(
             callbacks.on_snapshot(result.iterations, result.image)
         if not with_db_retry(ctx, lambda s: hand_back(s, job_id, owner)):
             return _lease_lost(job_id)
+        if (canceled := _canceled_at_hand_back(ctx, job_id)) is not None:  # a cancel came with the shutdown
+            announce_end(ctx.settings, ctx.events, canceled)
+            return JobStatus.CANCELED.value
         ctx.events.publish(job_id, "status", {"status": JobStatus.QUEUED.value, "reason": "worker_shutdown"})
         if requeue is not None:
             requeue(job_id)
@@ -135,6 +138,16 @@ def run_transfer(
     ctx.events.publish(job_id, "status", {"status": JobStatus.SUCCEEDED.value})
     notify(ctx.settings, webhook, job_id, "completed", result.iterations)
     return JobStatus.SUCCEEDED.value
+
+
+def _canceled_at_hand_back(ctx: WorkerContext, job_id: str) -> Job | None:
+    """The job, if the hand-back ended it canceled (a cancel requested just before the shutdown)."""
+    try:
+        with ctx.sessions() as session:
+            job = session.get(Job, job_id)
+    except OperationalError:
+        return None  # cannot tell: announced as handed back; SQL still has the truth
+    return job if job is not None and job.status == JobStatus.CANCELED.value else None
 
 
 def with_db_retry(ctx: WorkerContext, write: Callable[[Session], bool]) -> bool:

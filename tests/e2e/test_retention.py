@@ -10,7 +10,7 @@ import requests
 from tests.e2e.conftest import auth, start_production_stack
 from tests.e2e.test_pipeline import SMALL_JOB, poll, submit
 
-RETENTION_S = 3
+RETENTION_S = 10  # long enough to see the files and fetch them first on a loaded machine
 
 
 def test_retention_deletes_the_files_then_answers_410(

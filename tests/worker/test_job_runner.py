@@ -15,7 +15,7 @@ from shared.models import Job, utcnow
 from shared.status import JobStatus
 from shared.storage import output_key, snapshot_key
 from tests.worker.conftest import make_job
-from worker import job_runner
+from worker import job_callbacks, job_runner
 from worker.context import WorkerContext
 from worker.engine import stylize
 from worker.job_callbacks import JobCallbacks, png_bytes
@@ -196,3 +196,26 @@ def test_a_worker_that_lost_its_lease_writes_no_snapshot(ctx: WorkerContext, sam
     assert not ctx.storage.exists(snapshot_key(job_id, 10))
     assert [s.iteration for s in load(ctx, job_id).snapshots] == [5]
     assert lease_lost.is_set() and callbacks.should_stop()
+
+
+def test_a_cancel_that_comes_with_a_shutdown_ends_the_job_canceled(  # type: ignore[no-untyped-def]
+    ctx: WorkerContext, samples: Path, monkeypatch
+) -> None:
+    """SIGTERM stops the run before it looks for the cancel: the hand-back ends it canceled, and it is not requeued."""
+    job_id = make_job(ctx, samples, iterations=50, snapshot_every=0)
+
+    def cancel_then_stylize(*args, **kwargs):  # type: ignore[no-untyped-def]
+        with ctx.sessions() as session:  # the API's cancel lands while the job runs
+            session.execute(update(Job).where(Job.id == job_id).values(cancel_requested=True))
+            session.commit()
+        return stylize(*args, **kwargs)
+
+    stopping = threading.Event()
+    stopping.set()
+    monkeypatch.setattr(job_callbacks, "shutdown_requested", stopping)
+    monkeypatch.setattr(job_runner, "stylize", cancel_then_stylize)
+    requeued: list[str] = []
+    assert run_transfer(ctx, job_id, "w1", "w1/a", requeue=requeued.append) == "canceled"
+    job = load(ctx, job_id)
+    assert job.status == "canceled" and job.finished_at is not None and requeued == []
+    assert [h.status for h in job.history] == ["queued", "running", "canceled"]
