@@ -52,7 +52,7 @@ import torch
 from bench.results import append_result, machine_line
 from worker.engine import Callbacks, EngineError, GramCache, Losses, StyleParams, imaging, stylize
 from worker.engine.objective import Objective
-from worker.engine.vgg import CONV_NAMES, VGG19Features, load_vgg
+from worker.engine.vgg import CONV_NAMES, VGG19Features, deepest_layer, load_vgg
 
 CONTENT, STYLE = "shared/samples/chelsea.jpg", "shared/samples/starry_night.jpg"
 GIB = 1024**3
@@ -410,8 +410,7 @@ class Bench:
     def conv_flops(self, size: int, params: StyleParams) -> float:
         """Forward FLOPs of the convs one evaluation runs: 2·Cin·Cout·kh·kw·Hout·Wout, to the deepest layer."""
         width, height = self.px(size)
-        layers = set(params.content_layers + params.style_layers)
-        deepest = max(CONV_NAMES.index(name) for name in layers)
+        deepest = CONV_NAMES.index(deepest_layer(params.content_layers + params.style_layers))
         total = 0.0
         for index, name in enumerate(CONV_NAMES[: deepest + 1]):
             if index > 0 and name.endswith("_1"):  # max/avg pool 2×2, stride 2, ceil_mode
