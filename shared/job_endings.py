@@ -8,12 +8,7 @@ from shared.events import EventPublisher
 from shared.models import Job
 from shared.settings import Settings
 from shared.status import JobStatus
-from shared.webhooks import notify, webhook_target
-
-
-def job_error(job: Job) -> dict[str, str] | None:
-    """The job JSON's `error` object, or None."""
-    return {"code": job.error_code, "message": job.error_message or ""} if job.error_code else None
+from shared.webhooks import job_error, notify, webhook_target
 
 
 def announce_end(settings: Settings, events: EventPublisher, job: Job) -> None:

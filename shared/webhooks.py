@@ -110,7 +110,7 @@ def payload(job: Job, event: str, iteration: int, base_url: str) -> str:
             "id": job.id,
             "status": job.status,
             "progress": {"iteration": job.iteration, "iterations": job.iterations},
-            "error": {"code": job.error_code, "message": job.error_message or ""} if job.error_code else None,
+            "error": job_error(job),
             "urls": urls,
         },
     }
@@ -118,6 +118,11 @@ def payload(job: Job, event: str, iteration: int, base_url: str) -> str:
         body["iteration"] = iteration
         body["url"] = f"{self_url}/intermediates/{iteration}"
     return json.dumps(body, separators=(",", ":"), sort_keys=True)
+
+
+def job_error(job: Job) -> dict[str, str] | None:
+    """The job JSON's `error` object, or None; webhooks and the event stream carry it alike."""
+    return {"code": job.error_code, "message": job.error_message or ""} if job.error_code else None
 
 
 def webhook_target(job: Job) -> WebhookTarget | None:
