@@ -3,6 +3,7 @@ and the bundled sample images. The services are the real ones (`make test` start
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,7 +13,8 @@ import pytest
 import redis
 
 POSTGRES_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
-REDIS_BASE = "redis://127.0.0.1:6379"
+# IMPASTO_TEST_REDIS lets several test runs on one machine use separate redis-servers.
+REDIS_BASE = os.environ.get("IMPASTO_TEST_REDIS", "redis://127.0.0.1:6379")
 SAMPLES = Path(__file__).resolve().parent.parent / "shared" / "samples"
 
 

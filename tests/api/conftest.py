@@ -32,10 +32,10 @@ from shared.settings import Settings
 from shared.status import JobStatus
 from shared.storage import output_key, snapshot_key
 from shared.task_names import TRANSFER_QUEUE
-from tests.conftest import create_postgres_database, drop_postgres_database
+from tests.conftest import REDIS_BASE, create_postgres_database, drop_postgres_database
 
 # A Redis database of the API tests' own (other folders use 14), flushed around each test.
-REDIS_URL = "redis://127.0.0.1:6379/13"
+REDIS_URL = f"{REDIS_BASE}/13"
 # A port nothing listens on: a broker that is down.
 DEAD_BROKER_URL = "redis://127.0.0.1:1/0"
 TABLES = ("idempotency_keys", "job_snapshots", "job_status_history", "jobs", "api_keys")  # children first

@@ -18,9 +18,10 @@ from shared.settings import Settings
 from shared.task_names import WEBHOOK_QUEUE
 from shared.webhook_delivery import backoff_s, delivery_context
 from shared.webhooks import WebhookRefused, WebhookTarget, check_webhook_url, notify, sign, verify
+from tests.conftest import REDIS_BASE
 from tests.shared.webhook_receiver import Receiver
 
-REDIS_URL = "redis://127.0.0.1:6379/11"  # this file's own Redis database, flushed around each test
+REDIS_URL = f"{REDIS_BASE}/11"  # this file's own Redis database, flushed around each test
 SECRET = "test-webhook-secret"
 
 
