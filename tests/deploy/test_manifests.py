@@ -25,6 +25,8 @@ PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 # The subcommands that read IMPASTO_WEBHOOK_SECRET: the API refuses webhooks (422) without it, the
 # webhook worker signs with it.
 NEEDS_WEBHOOK_SECRET = {"api", "webhook-worker"}
+# The reverse proxy in front of the API (deploy/nginx/nginx.conf): the official image.
+PROXY_IMAGE = "nginx:"
 
 
 def documents() -> list[dict[str, Any]]:
@@ -40,6 +42,17 @@ def objects(kind: str) -> dict[str, dict[str, Any]]:
 def containers(workload: dict[str, Any]) -> list[dict[str, Any]]:
     """The containers of a Deployment or Job."""
     return list(workload["spec"]["template"]["spec"]["containers"])
+
+
+def impasto_containers(workload: dict[str, Any]) -> list[dict[str, Any]]:
+    """The containers that run impasto (not the API pod's nginx)."""
+    return [c for c in containers(workload) if not c["image"].startswith(PROXY_IMAGE)]
+
+
+def named_container(workload: dict[str, Any], name: str) -> dict[str, Any]:
+    """One container of a workload, by name."""
+    (found,) = [c for c in containers(workload) if c["name"] == name]
+    return found
 
 
 def compose() -> dict[str, Any]:
@@ -131,11 +144,11 @@ def test_images_are_the_ones_the_dockerfiles_build() -> None:
     """impasto-api and impasto-worker at the project's version; the worker is the only torch image."""
     version = PROJECT["version"]
     for workload in [*objects("Deployment").values(), *objects("Job").values()]:
-        for container in containers(workload):
-            name, _, tag = container["image"].partition(":")
-            assert name in {"impasto-api", "impasto-worker"} and tag == version, container["image"]
-            wants_gpu = "nvidia.com/gpu" in container.get("resources", {}).get("limits", {})
-            assert (name == "impasto-worker") == wants_gpu == (container["command"][:2] == ["impasto", "worker"])
+        for one in impasto_containers(workload):
+            name, _, tag = one["image"].partition(":")
+            assert name in {"impasto-api", "impasto-worker"} and tag == version, one["image"]
+            wants_gpu = "nvidia.com/gpu" in one.get("resources", {}).get("limits", {})
+            assert (name == "impasto-worker") == wants_gpu == (one["command"][:2] == ["impasto", "worker"])
     api_dockerfile = (DEPLOY / "Dockerfile.api").read_text()
     assert "'.[api]'" in api_dockerfile and "COPY worker" not in api_dockerfile
     assert not any(d.startswith("torch") for d in [*PROJECT["dependencies"], *PROJECT["optional-dependencies"]["api"]])
@@ -158,17 +171,14 @@ def test_api_ports_and_probes_match_the_app(tmp_path: Path) -> None:
         routes = {rule.rule for rule in app.url_map.iter_rules()}
     finally:
         app.extensions["impasto"].close()
-    (container,) = containers(objects("Deployment")["impasto-api"])
-    (port,) = container["ports"]
-    command = container["command"]
+    api = named_container(objects("Deployment")["impasto-api"], "api")
+    (port,) = api["ports"]
+    command = api["command"]
     assert command[:2] == ["impasto", "api"] and int(command[command.index("--port") + 1]) == port["containerPort"]
     assert f"EXPOSE {port['containerPort']}" in (DEPLOY / "Dockerfile.api").read_text()
-    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": port["name"]}
-    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": port["name"]}
+    assert api["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": port["name"]}
+    assert api["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": port["name"]}
     assert {"/readyz", "/healthz"} <= routes
-    (service_port,) = objects("Service")["impasto-api"]["spec"]["ports"]
-    assert service_port["targetPort"] == port["name"]
-    assert compose()["services"]["api"]["ports"] == [f"{port['containerPort']}:{port['containerPort']}"]
 
 
 @pytest.mark.parametrize("name", ["impasto-worker", "impasto-worker-large"])
@@ -221,7 +231,7 @@ def test_every_command_is_an_impasto_subcommand() -> None:
 
     known = set(LAZY_COMMANDS) | set(main.commands)
     commands = [
-        c["command"] for w in [*objects("Deployment").values(), *objects("Job").values()] for c in containers(w)
+        c["command"] for w in [*objects("Deployment").values(), *objects("Job").values()] for c in impasto_containers(w)
     ]
     commands += [s["command"] for s in compose()["services"].values() if s.get("image", "").startswith("impasto-")]
     for command in commands:
@@ -272,13 +282,13 @@ def test_k8s_gives_the_webhook_secret_to_api_and_webhook_worker() -> None:
     """Each container that needs the key names it in the Secret its envFrom reads, so it does not start without it."""
     needing = []
     for name, workload in [*objects("Deployment").items(), *objects("Job").items()]:
-        for container in containers(workload):
-            if impasto_subcommand(container["command"]) not in NEEDS_WEBHOOK_SECRET:
+        for one in impasto_containers(workload):
+            if impasto_subcommand(one["command"]) not in NEEDS_WEBHOOK_SECRET:
                 continue
             needing.append(name)
-            assert container["image"].startswith("impasto-api:"), name
-            secrets = {s["secretRef"]["name"] for s in container["envFrom"] if "secretRef" in s}
-            env = {e["name"]: e for e in container.get("env", [])}
+            assert one["image"].startswith("impasto-api:"), name
+            secrets = {s["secretRef"]["name"] for s in one["envFrom"] if "secretRef" in s}
+            env = {e["name"]: e for e in one.get("env", [])}
             ref = env["IMPASTO_WEBHOOK_SECRET"]["valueFrom"]["secretKeyRef"]
             assert ref["name"] in secrets and ref["key"] == "IMPASTO_WEBHOOK_SECRET", name
             assert not ref.get("optional", False), name
@@ -296,7 +306,7 @@ def test_k8s_runs_a_webhook_worker() -> None:
     assert grace > get_settings().webhook_timeout_s
     # The webhooks queue is the webhook worker's alone: no GPU worker consumes it.
     for workload in objects("Deployment").values():
-        for other in containers(workload):
+        for other in impasto_containers(workload):
             if "--queues" in other["command"]:
                 assert WEBHOOK_QUEUE not in other["command"][other["command"].index("--queues") + 1].split(",")
 
@@ -305,8 +315,8 @@ def test_readme_creates_every_secret_key_the_manifests_read() -> None:
     """The `kubectl create secret` in deploy/README.md makes each key a secretKeyRef or KEDA names."""
     refs: set[str] = set()
     for workload in [*objects("Deployment").values(), *objects("Job").values()]:
-        for container in containers(workload):
-            refs |= {e["valueFrom"]["secretKeyRef"]["key"] for e in container.get("env", []) if "valueFrom" in e}
+        for one in containers(workload):
+            refs |= {e["valueFrom"]["secretKeyRef"]["key"] for e in one.get("env", []) if "valueFrom" in e}
     for auth in objects("TriggerAuthentication").values():
         refs |= {ref["key"] for ref in auth["spec"]["secretTargetRef"]}
     assert refs

@@ -1,0 +1,216 @@
+"""The shipped proxy config (deploy/nginx/nginx.conf), run by the real nginx in front of the real
+`impasto api` (gunicorn, PostgreSQL, Redis, a worker): slow and idle clients, event streams,
+long polls and /metrics. Only loopback sockets, bounded in number and time."""
+
+from __future__ import annotations
+
+import json
+import resource
+import select
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from shared.api_client import parse_sse
+from shared.cli import API_THREADS
+from tests.conftest import create_postgres_database, drop_postgres_database, flushed_redis
+from tests.deploy.proxy_config import local_proxy_config, nginx_binary, nginx_command, seconds, shipped_directives
+from tests.e2e.conftest import API_KEYS, auth, free_port, start_production_stack
+from tests.e2e.test_events import post_job
+
+SLOW_CLIENTS = 500  # send a request header one line every DRIP_S
+IDLE_CLIENTS = 500  # connect and send nothing
+DRIP_S = 2.0
+LATENCY_BOUND_S = 1.0  # the issue's requirement for /healthz and polls under attack
+
+
+@pytest.fixture(scope="module")
+def proxied_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    """(proxy URL, gunicorn URL): nginx from the shipped config in front of the production stack."""
+    nginx = nginx_binary()
+    # 1 000 client sockets here, and nginx inherits the limit: raise the soft limit to what the hard allows.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = 4 * (SLOW_CLIENTS + IDLE_CLIENTS)
+    if soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(wanted, hard), hard))
+    tmp_path = tmp_path_factory.mktemp("proxy")
+    database, postgres_url = create_postgres_database()
+    redis_urls = flushed_redis(12)
+    settings = {"trusted_proxies": "1"}
+    try:
+        with start_production_stack(tmp_path, postgres_url, next(redis_urls), **settings) as (api_url, _):
+            listen_port = free_port()
+            run_dir = tmp_path / "nginx"
+            run_dir.mkdir()
+            config_path = run_dir / "nginx.conf"
+            config_path.write_text(local_proxy_config(listen_port, int(api_url.rsplit(":", 1)[1]), run_dir))
+            with open(run_dir / "stdout.log", "wb") as log:
+                command = nginx_command(nginx, config_path, run_dir)
+                process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+            proxy_url = f"http://127.0.0.1:{listen_port}"
+            API_KEYS[proxy_url] = API_KEYS[api_url]
+            try:
+                wait_for(proxy_url, process, run_dir)
+                yield proxy_url, api_url
+            finally:
+                API_KEYS.pop(proxy_url, None)
+                process.send_signal(signal.SIGQUIT)  # graceful: workers finish, then exit
+                try:
+                    process.wait(10)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+    finally:
+        next(redis_urls, None)
+        drop_postgres_database(database)
+
+
+def wait_for(proxy_url: str, process: subprocess.Popen[bytes], run_dir: Path) -> None:
+    """Wait until /healthz answers through nginx; fail with nginx's log if it exited."""
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"nginx exited {process.returncode}: {(run_dir / 'error.log').read_text(errors='replace')}")
+        try:
+            if requests.get(f"{proxy_url}/healthz", timeout=2).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.2)
+    pytest.fail("nginx did not answer /healthz within 20 s")
+
+
+class SlowClients:
+    """Loopback sockets that send a request header one line every DRIP_S, and sockets that sit idle."""
+
+    def __init__(self, port: int, slow: int, idle: int) -> None:
+        self.port = port
+        self.slow = [self.connect(b"GET /healthz HTTP/1.1\r\nHost: attacker\r\n") for _ in range(slow)]
+        self.idle = [self.connect(b"") for _ in range(idle)]
+        self.stopped = threading.Event()
+        self.dripper = threading.Thread(target=self.drip, daemon=True)
+        self.dripper.start()
+
+    def connect(self, first: bytes) -> socket.socket:
+        """One connected socket that has sent `first`."""
+        sock = socket.create_connection(("127.0.0.1", self.port), timeout=10)
+        sock.sendall(first)
+        return sock
+
+    def drip(self) -> None:
+        """One more header line to each slow socket every DRIP_S, never the blank line that ends it."""
+        while not self.stopped.wait(DRIP_S):
+            for sock in self.slow:
+                try:
+                    sock.send(b"X-Slow: 1\r\n")
+                except OSError:  # the server closed it: that is what a header timeout does
+                    pass
+
+    def held(self) -> int:
+        """How many sockets the server still holds open (a closed one reads as EOF or error)."""
+        poller = select.poll()  # not select.select: descriptors above 1024
+        sockets = {sock.fileno(): sock for sock in [*self.slow, *self.idle]}
+        for fd in sockets:
+            poller.register(fd, select.POLLIN)
+        return len(sockets) - len(poller.poll(0))
+
+    def close(self) -> None:
+        """Stop dripping and close every socket."""
+        self.stopped.set()
+        self.dripper.join()
+        for sock in [*self.slow, *self.idle]:
+            sock.close()
+
+
+def timed_get(url: str, headers: dict[str, str] | None = None, timeout: float = 5) -> tuple[int, float]:
+    """(status, seconds) of one GET."""
+    started = time.monotonic()
+    response = requests.get(url, headers=headers or {}, timeout=timeout)
+    return response.status_code, time.monotonic() - started
+
+
+def canceled_job(url: str, samples: Path) -> str:
+    """The id of a job made and canceled through `url` (something an authenticated poll can read)."""
+    response = post_job(url, samples, {"size": 32, "iterations": 5})
+    assert response.status_code == 202, response.text
+    job_id: str = response.json()["id"]
+    requests.post(f"{url}/v1/jobs/{job_id}/cancel", headers=auth(url), timeout=10).raise_for_status()
+    return job_id
+
+
+def test_slow_clients_stop_gunicorn_alone_but_not_behind_the_proxy(
+    proxied_stack: tuple[str, str], samples: Path
+) -> None:
+    """A few dozen drippers take every gunicorn thread; 1 000 slow or idle clients at nginx take none."""
+    proxy_url, api_url = proxied_stack
+    job_id = canceled_job(proxy_url, samples)
+
+    # Straight at gunicorn (how the deploy files served it before): one dripper per thread of its one
+    # process, and more.
+    direct = SlowClients(int(api_url.rsplit(":", 1)[1]), slow=API_THREADS + 16, idle=0)
+    try:
+        time.sleep(1)  # gunicorn hands each to a thread, which then waits for the rest of the header
+        with pytest.raises(requests.Timeout):
+            requests.get(f"{api_url}/healthz", timeout=3)
+    finally:
+        direct.close()
+    deadline = time.monotonic() + 15
+    while timed_get(f"{api_url}/healthz", timeout=15)[0] != 200 and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+    # Through nginx: 1 000 slow or idle connections held while health checks and polls go on.
+    proxy_port = int(proxy_url.rsplit(":", 1)[1])
+    attack = SlowClients(proxy_port, slow=SLOW_CLIENTS, idle=IDLE_CLIENTS)
+    try:
+        time.sleep(DRIP_S + 0.5)  # every slow client has dripped at least once more
+        health = [timed_get(f"{proxy_url}/healthz") for _ in range(5)]
+        polls = [timed_get(f"{proxy_url}/v1/jobs/{job_id}", auth(proxy_url)) for _ in range(5)]
+        held = attack.held()
+        assert held == SLOW_CLIENTS + IDLE_CLIENTS, f"nginx let go of {SLOW_CLIENTS + IDLE_CLIENTS - held} early"
+        assert [status for status, _ in health + polls] == [200] * 10
+        slowest = max(seconds for _, seconds in health + polls)
+        assert slowest < LATENCY_BOUND_S, (health, polls)
+
+        # The header timeout is a total: nginx closes drippers and idlers alike once it has passed.
+        (header_timeout,) = shipped_directives("client_header_timeout")
+        time.sleep(seconds(header_timeout) + DRIP_S)
+        assert attack.held() == 0
+    finally:
+        attack.close()
+
+
+def test_events_stream_through_the_proxy(proxied_stack: tuple[str, str], samples: Path) -> None:
+    """An SSE event reaches the client while the job still runs (nginx does not buffer the stream)."""
+    proxy_url, _ = proxied_stack
+    response = post_job(proxy_url, samples, {"size": 64, "iterations": 500}, {"Prefer": "wait=1"})
+    # Prefer: wait is held and answered by the app through nginx (still running after 1 s: 202).
+    assert response.status_code == 202 and response.headers["Preference-Applied"] == "wait=1", response.text
+    job_id = response.json()["id"]
+    url = f"{proxy_url}/v1/jobs/{job_id}/events"
+    try:
+        with requests.get(url, headers=auth(proxy_url), stream=True, timeout=(10, 120)) as stream:
+            assert stream.status_code == 200 and stream.headers["Content-Type"].startswith("text/event-stream")
+            lines = (line.decode() for line in stream.iter_lines())
+            first_progress = next(data for name, data, _ in parse_sse(lines) if name == "progress")
+            job = requests.get(f"{proxy_url}/v1/jobs/{job_id}", headers=auth(proxy_url), timeout=10).json()
+        assert first_progress["iteration"] < 500
+        assert job["status"] == "running", job["status"]
+    finally:
+        requests.post(f"{proxy_url}/v1/jobs/{job_id}/cancel", headers=auth(proxy_url), timeout=10)
+
+
+@pytest.mark.parametrize("path", ["/metrics", "//metrics", "/%6Detrics", "/metrics?format=text"])
+def test_metrics_are_not_served_through_the_proxy(proxied_stack: tuple[str, str], path: str) -> None:
+    """/metrics is served on gunicorn's own port (Prometheus scrapes there) and is a JSON 404 at nginx."""
+    proxy_url, api_url = proxied_stack
+    assert requests.get(f"{api_url}/metrics", timeout=10).status_code != 404  # 200, or 401 where it asks a token
+    response = requests.get(f"{proxy_url}{path}", timeout=10)
+    assert response.status_code == 404 and "impasto_" not in response.text
+    assert json.loads(response.text)["error"]["code"] == "not_found"
