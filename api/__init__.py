@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 
 from flask import Flask, Response
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from api import events, health, job_files, jobs, metrics, openapi, web
 from api.auth import authenticate
@@ -34,6 +35,13 @@ def create_app(settings: Settings | None = None) -> Flask:
         events=make_publisher(settings),
         event_stream_slots=threading.BoundedSemaphore(settings.max_event_streams),
     )
+    if settings.trusted_proxies:
+        # The client is the address the outermost trusted proxy saw: the n-th value from the right
+        # of X-Forwarded-For (values further left are whatever the client sent). Scheme and host
+        # come from the nearest proxy, which sets them itself rather than appending.
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]  # the middleware pattern Flask documents
+            app.wsgi_app, x_for=settings.trusted_proxies, x_proto=1, x_host=1
+        )
     app.before_request(assign_request_id)
     metrics.install_request_timing(app)
     # Order matters: the key is checked first, then the limiter charges that key's budget.

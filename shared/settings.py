@@ -54,6 +54,13 @@ class Settings(BaseSettings):
     # What client commands (submit, status, cancel) send; default: data_dir/local-api-key, made by `impasto up`.
     api_key: SecretStr | None = Field(default=None, description="API key the client commands send (IMPASTO_API_KEY)")
 
+    # Reverse proxy (deploy/nginx): 0 when clients reach gunicorn directly, so no X-Forwarded-* header is believed.
+    trusted_proxies: int = Field(
+        default=0,
+        ge=0,
+        description="proxies in front of the API that append to X-Forwarded-For (1 behind deploy/nginx alone)",
+    )
+
     idempotency_ttl_s: float = Field(default=24 * 3600, description="how long an Idempotency-Key is remembered")
 
     # Live job watching (GET /v1/jobs/{id}/events, Prefer: wait)
