@@ -23,6 +23,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	./deploy/local/ensure-services.sh
 	./deploy/local/ensure-browser.sh
+	./deploy/local/ensure-proxy.sh
 	$(PY) -m pytest -m "not slow and not gpu" -q
 
 test-slow: $(STAMP)
