@@ -1,13 +1,21 @@
-"""The shipped nginx config (deploy/nginx/nginx.conf) as the tests run it: the real binary, and the
-file with only what an unprivileged run on loopback needs changed."""
+"""The shipped nginx config (deploy/nginx/nginx.conf) as the tests run it: the real binary, the file
+with only what an unprivileged run on loopback needs changed, and nginx running it."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
+
+from tests.e2e.conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED_CONFIG = ROOT / "deploy" / "nginx" / "nginx.conf"
@@ -60,3 +68,41 @@ def nginx_command(nginx: str, config_path: Path, run_dir: Path) -> list[str]:
     """nginx in the foreground, unprivileged: pid file and error log in run_dir."""
     directives = f"daemon off; pid {run_dir / 'nginx.pid'}; error_log {run_dir / 'error.log'} warn;"
     return [nginx, "-p", str(run_dir), "-e", str(run_dir / "error.log"), "-c", str(config_path), "-g", directives]
+
+
+@contextlib.contextmanager
+def running_nginx(upstream_port: int, run_dir: Path) -> Iterator[str]:
+    """nginx from the shipped config in front of 127.0.0.1:upstream_port; yields its URL."""
+    nginx = nginx_binary()
+    run_dir.mkdir()
+    listen_port = free_port()
+    config_path = run_dir / "nginx.conf"
+    config_path.write_text(local_proxy_config(listen_port, upstream_port, run_dir))
+    with open(run_dir / "stdout.log", "wb") as log:
+        process = subprocess.Popen(nginx_command(nginx, config_path, run_dir), stdout=log, stderr=subprocess.STDOUT)
+    proxy_url = f"http://127.0.0.1:{listen_port}"
+    try:
+        wait_for(proxy_url, process, run_dir)
+        yield proxy_url
+    finally:
+        process.send_signal(signal.SIGQUIT)  # graceful: workers finish, then exit
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def wait_for(proxy_url: str, process: subprocess.Popen[bytes], run_dir: Path) -> None:
+    """Wait until /healthz answers through nginx; fail with nginx's log if it exited."""
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"nginx exited {process.returncode}: {(run_dir / 'error.log').read_text(errors='replace')}")
+        try:
+            if requests.get(f"{proxy_url}/healthz", timeout=2).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.2)
+    pytest.fail("nginx did not answer /healthz within 20 s")

@@ -7,9 +7,7 @@ from __future__ import annotations
 import json
 import resource
 import select
-import signal
 import socket
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -21,8 +19,8 @@ import requests
 from shared.api_client import parse_sse
 from shared.cli import API_THREADS
 from tests.conftest import create_postgres_database, drop_postgres_database, flushed_redis
-from tests.deploy.proxy_config import local_proxy_config, nginx_binary, nginx_command, seconds, shipped_directives
-from tests.e2e.conftest import API_KEYS, auth, free_port, start_production_stack
+from tests.deploy.proxy_config import nginx_binary, running_nginx, seconds, shipped_directives
+from tests.e2e.conftest import API_KEYS, auth, start_production_stack
 from tests.e2e.test_events import post_job
 
 SLOW_CLIENTS = 500  # send a request header one line every DRIP_S
@@ -34,7 +32,7 @@ LATENCY_BOUND_S = 1.0  # the issue's requirement for /healthz and polls under at
 @pytest.fixture(scope="module")
 def proxied_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
     """(proxy URL, gunicorn URL): nginx from the shipped config in front of the production stack."""
-    nginx = nginx_binary()
+    nginx_binary()  # skip before starting anything
     # 1 000 client sockets here, and nginx inherits the limit: raise the soft limit to what the hard allows.
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     wanted = 4 * (SLOW_CLIENTS + IDLE_CLIENTS)
@@ -46,45 +44,15 @@ def proxied_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[st
     settings = {"trusted_proxies": "1"}
     try:
         with start_production_stack(tmp_path, postgres_url, next(redis_urls), **settings) as (api_url, _):
-            listen_port = free_port()
-            run_dir = tmp_path / "nginx"
-            run_dir.mkdir()
-            config_path = run_dir / "nginx.conf"
-            config_path.write_text(local_proxy_config(listen_port, int(api_url.rsplit(":", 1)[1]), run_dir))
-            with open(run_dir / "stdout.log", "wb") as log:
-                command = nginx_command(nginx, config_path, run_dir)
-                process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-            proxy_url = f"http://127.0.0.1:{listen_port}"
-            API_KEYS[proxy_url] = API_KEYS[api_url]
-            try:
-                wait_for(proxy_url, process, run_dir)
-                yield proxy_url, api_url
-            finally:
-                API_KEYS.pop(proxy_url, None)
-                process.send_signal(signal.SIGQUIT)  # graceful: workers finish, then exit
+            with running_nginx(int(api_url.rsplit(":", 1)[1]), tmp_path / "nginx") as proxy_url:
+                API_KEYS[proxy_url] = API_KEYS[api_url]
                 try:
-                    process.wait(10)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
+                    yield proxy_url, api_url
+                finally:
+                    API_KEYS.pop(proxy_url, None)
     finally:
         next(redis_urls, None)
         drop_postgres_database(database)
-
-
-def wait_for(proxy_url: str, process: subprocess.Popen[bytes], run_dir: Path) -> None:
-    """Wait until /healthz answers through nginx; fail with nginx's log if it exited."""
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"nginx exited {process.returncode}: {(run_dir / 'error.log').read_text(errors='replace')}")
-        try:
-            if requests.get(f"{proxy_url}/healthz", timeout=2).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.2)
-    pytest.fail("nginx did not answer /healthz within 20 s")
 
 
 class SlowClients:
@@ -214,3 +182,12 @@ def test_metrics_are_not_served_through_the_proxy(proxied_stack: tuple[str, str]
     response = requests.get(f"{proxy_url}{path}", timeout=10)
     assert response.status_code == 404 and "impasto_" not in response.text
     assert json.loads(response.text)["error"]["code"] == "not_found"
+
+
+def test_proxy_headers_from_a_client_are_not_passed_on(proxied_stack: tuple[str, str]) -> None:
+    """A client's X-Forwarded-Ssl would contradict nginx's X-Forwarded-Proto for gunicorn (400): nginx clears it."""
+    proxy_url, api_url = proxied_stack
+    claims = {"X-Forwarded-Ssl": "on", "X-Forwarded-Protocol": "ssl", "Forwarded": "for=6.6.6.6;proto=https"}
+    direct = requests.get(f"{api_url}/healthz", headers={"X-Forwarded-Proto": "http", **claims}, timeout=10)
+    assert direct.status_code == 400  # what nginx would cause by passing them on
+    assert requests.get(f"{proxy_url}/healthz", headers=claims, timeout=10).status_code == 200
