@@ -4,7 +4,10 @@ refused at delivery, a total deadline against dripping receivers, and https with
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +28,7 @@ from shared.webhooks import WebhookTarget, notify
 from tests.conftest import REDIS_BASE
 from tests.shared.webhook_receiver import DrippingReceiver, Receiver, self_signed_certificate, server_tls
 
+ROOT = Path(__file__).resolve().parents[2]
 REDIS_URL = f"{REDIS_BASE}/11"  # this file's own Redis database, flushed around each test
 SECRET = "whsec_z8/O6llm3VmEZmc5wcXDE+BhqdASHgdXwj/600ntpqM="  # made by `impasto webhook-secret`
 PUBLIC = "192.88.99.1"  # a global address (never a receiver here): what a rebinding name answers first
@@ -237,3 +241,43 @@ def test_dripping_receivers_are_cut_at_the_deadline(delivery_env: pytest.MonkeyP
     assert len(held_s) == 2 and all(held < deadline_s + 8 for held in held_s), held_s  # generous: a loaded machine
     assert waited < deadline_s + 15, waited
     assert other.requests[0].verified
+
+
+def readme_receiver() -> str:
+    """The receiver the README's Webhooks section shows, exactly as written there."""
+    readme = (ROOT / "README.md").read_text()
+    return readme.split("```python\n# receiver.py\n", 1)[1].split("```", 1)[0]
+
+
+def test_the_readme_receiver_works_as_written(delivery_env: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The README's receiver, run with `flask --app receiver run` and the server's whsec_ secret, accepts
+    real deliveries, and by their sequence ignores an older event that arrives after a newer one."""
+    (tmp_path / "receiver.py").write_text(readme_receiver())
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "flask", "--app", "receiver", "run", "--port", str(port)],
+        cwd=tmp_path,
+        env={**os.environ, "IMPASTO_WEBHOOK_SECRET": SECRET},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        started = time.monotonic()
+        while time.monotonic() - started < 60:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        job_id = make_job(f"http://127.0.0.1:{port}/hook")
+        assert deliver_now(job_id, "start") == "delivered"
+        assert deliver_now(job_id, "completed", 10) == "delivered"
+        assert deliver_now(job_id, "snapshot", 5) == "delivered"  # late: answered 204, not acted on
+    finally:
+        process.terminate()
+        output = process.communicate(timeout=30)[0]
+    assert f"{job_id} start queued" in output and f"{job_id} completed queued" in output, output
+    assert f"{job_id} snapshot" not in output, output
