@@ -1,5 +1,6 @@
 """The webhook delivery task and `impasto webhook-worker`, which runs it on the `webhooks` queue
-in a thread pool, apart from the GPU workers: a slow receiver holds a thread, never a GPU.
+in a thread pool, apart from the GPU workers: a slow receiver holds a thread (for one attempt's
+deadline at most, shared/webhook_http.py), never a GPU.
 No torch here."""
 
 from __future__ import annotations
