@@ -29,6 +29,7 @@ LAZY_COMMANDS = {
     "flower": "shared.flower_cli:flower",
     "keys": "shared.keys_cli:keys",
     "webhook-worker": "shared.webhook_delivery:webhook_worker",
+    "webhook-secret": "shared.webhook_signing:webhook_secret",
 }
 
 

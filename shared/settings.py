@@ -8,6 +8,8 @@ from typing import Any
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.webhook_signing import webhook_signing_key
+
 # Image formats the engine reads and is tested with (Pillow's names).
 UPLOAD_FORMATS = ("JPEG", "PNG", "WEBP")
 
@@ -15,7 +17,9 @@ UPLOAD_FORMATS = ("JPEG", "PNG", "WEBP")
 class Settings(BaseSettings):
     """Every tunable of a deployment; the defaults are the embedded one-machine set-up."""
 
-    model_config = SettingsConfigDict(env_prefix="IMPASTO_", extra="ignore")
+    # hide_input_in_errors: a refused value (a malformed webhook secret, a database URL with its
+    # password) must not be printed into the logs of the process that refuses to start.
+    model_config = SettingsConfigDict(env_prefix="IMPASTO_", extra="ignore", hide_input_in_errors=True)
 
     # Where the embedded set-up keeps its SQLite file, broker folder and images.
     data_dir: Path = Path("impasto-data")
@@ -112,12 +116,21 @@ class Settings(BaseSettings):
 
     # Webhooks (shared/webhooks.py): signed POSTs of job events, delivered from the `webhooks` queue.
     webhook_secret: SecretStr | None = Field(
-        default=None, description="HMAC key that signs webhooks (IMPASTO_WEBHOOK_SECRET); unset: webhooks are refused"
+        default=None,
+        description="key that signs webhooks, in the Standard Webhooks form whsec_<base64> (`impasto webhook-secret` "
+        "prints one); unset: webhooks are refused",
     )
     webhook_allow_private: bool = Field(
         default=False, description="allow webhook URLs on private, loopback or link-local addresses (tests, LANs)"
     )
-    webhook_timeout_s: float = Field(default=10.0, description="time limit of one webhook delivery attempt")
+    webhook_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="deadline of one webhook delivery attempt, all of it: connect, TLS, send, the answer's headers",
+    )
+    webhook_ca_file: str | None = Field(
+        default=None, description="CA bundle that https webhook receivers must chain to; default: certifi's"
+    )
     webhook_max_retries: int = Field(default=8, description="retries of a failed webhook delivery before it is dropped")
     webhook_backoff_s: float = Field(default=2.0, description="wait before the first retry; doubles each retry")
     webhook_backoff_max_s: float = Field(default=600.0, description="cap on the wait between webhook retries")
@@ -134,6 +147,14 @@ class Settings(BaseSettings):
         description="Redis redelivers an unacked message after this; longer than any job, since "
         "a crashed worker's job is recovered by lease expiry, not by redelivery",
     )
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _standard_webhooks_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        # Refused when the process starts rather than at the first delivery (receivers would fail).
+        if value is not None:
+            webhook_signing_key(value.get_secret_value())
+        return value
 
     @field_validator("allowed_image_formats")
     @classmethod

@@ -1,5 +1,6 @@
 """The webhook delivery task and `impasto webhook-worker`, which runs it on the `webhooks` queue
-in a thread pool, apart from the GPU workers: a slow receiver holds a thread, never a GPU.
+in a thread pool, apart from the GPU workers: a slow receiver holds a thread (for one attempt's
+deadline at most, shared/webhook_http.py), never a GPU.
 No torch here."""
 
 from __future__ import annotations
@@ -11,15 +12,17 @@ import time
 from dataclasses import dataclass
 
 import click
-import requests
 from celery import Task, shared_task
+from pydantic import ValidationError
 from sqlalchemy.orm import Session, sessionmaker
 
 from shared.database import make_engine, make_sessionmaker
 from shared.models import Job
 from shared.settings import Settings, get_settings
 from shared.task_names import WEBHOOK_QUEUE, WEBHOOK_TASK
-from shared.webhooks import WebhookRefused, check_webhook_url, payload, sign, webhook_id, webhook_target
+from shared.webhook_http import WebhookPostFailed, post_webhook
+from shared.webhook_signing import sign, webhook_signing_key
+from shared.webhooks import WebhookRefused, parse_webhook_url, payload, resolve_webhook_url, webhook_id, webhook_target
 
 log = logging.getLogger(__name__)
 
@@ -64,28 +67,30 @@ def deliver_webhook(self: Task, job_id: str, event: str, iteration: int, body: s
         log.warning("job %s: webhook %s dropped: IMPASTO_WEBHOOK_SECRET is not set", job_id, event)
         return "no_secret"
     try:
-        # Again at delivery: the name may point somewhere else since the job was submitted.
-        check_webhook_url(target.url, settings.webhook_allow_private)
+        # Again at delivery, resolved once: the name may point somewhere else since the job was
+        # submitted, and the POST goes to an address checked here, never to a second lookup's.
+        url = parse_webhook_url(target.url)
+        addresses = resolve_webhook_url(url, settings.webhook_allow_private)
     except WebhookRefused as exc:
         log.warning("job %s: webhook %s refused: %s", job_id, event, exc)
         return "refused"
     delivery_id = webhook_id(job_id, event, iteration)
     timestamp = int(time.time())
+    key = webhook_signing_key(settings.webhook_secret.get_secret_value())
     headers = {
         "content-type": "application/json",
         "webhook-id": delivery_id,
         "webhook-timestamp": str(timestamp),
-        "webhook-signature": sign(settings.webhook_secret.get_secret_value(), delivery_id, timestamp, body),
+        "webhook-signature": sign(key, delivery_id, timestamp, body),
     }
     try:
-        # No redirects: a redirect could lead to an address the check above refuses.
-        response = requests.post(
-            target.url, data=body.encode(), headers=headers, timeout=settings.webhook_timeout_s, allow_redirects=False
+        # No redirects are followed: a redirect could lead to an address the check above refuses.
+        status = post_webhook(
+            url, addresses, body.encode(), headers, settings.webhook_timeout_s, settings.webhook_ca_file
         )
-        with response:
-            if not 200 <= response.status_code < 300:
-                raise DeliveryFailed(f"answered {response.status_code}")
-    except (requests.RequestException, DeliveryFailed) as exc:
+        if not 200 <= status < 300:
+            raise DeliveryFailed(f"answered {status}")
+    except (WebhookPostFailed, DeliveryFailed) as exc:
         retries: int = self.request.retries
         if retries >= settings.webhook_max_retries:
             log.warning("job %s: webhook %s dropped after %d retries: %s", job_id, event, retries, exc)
@@ -105,7 +110,10 @@ def webhook_worker(concurrency: int | None, loglevel: str) -> None:
     """Deliver webhooks from the `webhooks` queue in a thread pool, forever."""
     from shared.celery_app import make_celery
 
-    settings = get_settings()
+    try:
+        settings = get_settings()
+    except ValidationError as exc:  # e.g. a webhook secret not in whsec_ form: say so, without a traceback
+        raise click.ClickException(str(exc)) from exc
     app = make_celery(settings)
     app.conf.update(worker_pool="threads", worker_prefetch_multiplier=4)
     app.worker_main(

@@ -51,7 +51,7 @@ def test_same_key_with_another_webhook_is_a_conflict(
     make_app: Callable[..., Flask], images: Images, observed: Observed
 ) -> None:
     """The webhook is part of the request: another URL or events filter under the same key answers 409."""
-    client = keyed_client(make_app(webhook_secret="s", webhook_allow_private=True))
+    client = keyed_client(make_app(webhook_secret="whsec_" + "A" * 43, webhook_allow_private=True))
     hook = {"webhook": "http://127.0.0.1:9/a"}
     assert post(client, images, "w", {}, **hook).status_code == 202
     assert post(client, images, "w", {}, **hook).headers["Idempotent-Replayed"] == "true"
