@@ -4,6 +4,7 @@ refused at delivery, a total deadline against dripping receivers, and https with
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import socket
 import subprocess
@@ -17,7 +18,7 @@ import pytest
 import redis
 from celery.contrib.testing.worker import start_worker
 
-from shared import webhooks
+from shared import webhook_http, webhooks
 from shared.celery_app import make_celery
 from shared.database import make_engine, make_sessionmaker, upgrade_database
 from shared.jobs import create_job
@@ -173,12 +174,26 @@ def test_delivery_connects_to_the_address_it_checked(delivery_env: pytest.Monkey
     delivery_env.setenv("IMPASTO_WEBHOOK_ALLOW_PRIVATE", "false")
     delivery_env.setenv("IMPASTO_WEBHOOK_TIMEOUT_S", "1")
     delivery_env.setenv("IMPASTO_WEBHOOK_MAX_RETRIES", "0")
+    dialled: list[str] = []
+
+    def connect_offline(addresses: Any, deadline: float) -> Any:
+        # Tests never send traffic off this machine: record where the delivery dials, and let a
+        # public address fail as an unreachable host would.
+        dialled.extend(str(address.sockaddr[0]) for address in addresses)
+        local = [address for address in addresses if ipaddress.ip_address(address.sockaddr[0]).is_loopback]
+        if not local:
+            raise webhook_http.WebhookPostFailed("could not connect: unreachable (test)")
+        return real_connect(local, deadline)
+
+    real_connect = webhook_http._connect
+    delivery_env.setattr(webhook_http, "_connect", connect_offline)
     with Receiver() as receiver:
         port = receiver.server.server_address[1]
         given = resolve_as(delivery_env, "rebind.test", PUBLIC, "127.0.0.1")
         deliver_now(make_job(f"http://rebind.test:{port}/hook"))
         time.sleep(0.5)
     assert given == [PUBLIC]
+    assert dialled == [PUBLIC]
     assert receiver.requests == []
 
 
