@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from shared.api_client import ApiClient
+from impasto import Client
 from shared.cli import gunicorn_command
 from shared.database import upgrade_database
 from shared.local_key import ensure_local_key
@@ -42,7 +42,7 @@ class EmbeddedStack:
         self._spawn("reconcile", [sys.executable, "-m", "shared.cli", "reconcile"])
         self._spawn("webhooks", [sys.executable, "-m", "shared.cli", "webhook-worker", "--concurrency", "2"])
         self._spawn("api", gunicorn_command("127.0.0.1", self.port, 1))
-        client = ApiClient(self.url)
+        client = Client(self.url, api_key="")
         deadline = time.monotonic() + ready_timeout
         while not client.ready():
             self.check_alive()
