@@ -49,8 +49,9 @@ def follow(client: Client, job: Job) -> Job:
             if event.event == "completed":
                 return event.data  # type: ignore[return-value]
             status = event.data.get("status", status) if event.event == "status" else status
-            progress = event.data["job"]["progress"] if event.event == "status" else event.data
-            if event.event in ("status", "progress"):
+            # A status event carries the job when the stream opens; later ones only the status.
+            progress = event.data.get("job", {}).get("progress") if event.event == "status" else event.data
+            if event.event in ("status", "progress") and progress:
                 bar.update(progress["iteration"] - bar.n)
                 loss = progress.get("loss") or {}
                 bar.set_postfix(status=status, loss=f"{(loss.get('total') or 0):.3g}")
