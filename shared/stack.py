@@ -65,7 +65,8 @@ class EmbeddedStack:
             return
         log_dir = self.data_dir / "logs"
         log_dir.mkdir(mode=0o700, exist_ok=True)
-        with open(log_dir / f"{name}.log", "ab") as log:  # the child keeps its own descriptor
+        # Created 0600 whatever this process's umask; the child keeps its own descriptor.
+        with open(os.open(log_dir / f"{name}.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab") as log:
             self.processes.append(
                 subprocess.Popen(command, env=self.env, stdout=log, stderr=subprocess.STDOUT, umask=CHILD_UMASK)
             )
