@@ -26,9 +26,9 @@ class Stack:
     url: str
     api_key: str
 
-    def client(self, **options: float) -> Client:
+    def client(self) -> Client:
         """A client of this stack with its key."""
-        return Client(self.url, self.api_key, **options)
+        return Client(self.url, self.api_key)
 
 
 @pytest.fixture(scope="module")
