@@ -1,4 +1,9 @@
-"""The job JSON: a Job row as the client sees it, with absolute URLs."""
+"""The job JSON: a Job row as the client sees it, with absolute URLs.
+
+The URLs start with IMPASTO_URL when it is set (the API's address as clients reach it), never
+with the request's Host header, which any client may craft; only without it do they follow the
+request, as a server that knows no public name of its own must.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ from typing import Any
 from flask import url_for
 
 from api import schemas
+from api.context import current_impasto
 from shared.jobs import as_utc
 from shared.models import Job
 from shared.status import JobStatus
@@ -21,6 +27,15 @@ def utc(moment: datetime | None) -> datetime | None:
     return aware.astimezone(UTC) if aware is not None else None
 
 
+def external_url(endpoint: str, **values: Any) -> str:
+    """The absolute URL of an endpoint: on IMPASTO_URL when it is set, else on the request's own URL."""
+    settings = current_impasto().settings
+    # model_fields_set: set from the environment or by the caller, not the field's default.
+    if "url" in settings.model_fields_set:
+        return settings.url.rstrip("/") + url_for(endpoint, **values)
+    return url_for(endpoint, **values, _external=True)
+
+
 def job_json(job: Job) -> dict[str, Any]:
     """The job JSON of ARCHITECTURE.md, plus cancel_requested."""
     return job_model(job).model_dump(mode="json")
@@ -28,7 +43,7 @@ def job_json(job: Job) -> dict[str, Any]:
 
 def job_model(job: Job) -> schemas.Job:
     """The response model of a job row (needs a request context for its URLs)."""
-    self_url = url_for("jobs.get_job", job_id=job.id, _external=True)
+    self_url = external_url("jobs.get_job", job_id=job.id)
     created_at = utc(job.created_at)
     assert created_at is not None
     return schemas.Job(
@@ -40,13 +55,11 @@ def job_model(job: Job) -> schemas.Job:
         params=job.params,
         progress=progress(job),
         outputs=schemas.Outputs(
-            final=url_for("job_files.get_output", job_id=job.id, _external=True) if job.output_key else None,
+            final=external_url("job_files.get_output", job_id=job.id) if job.output_key else None,
             intermediates=[
                 schemas.Intermediate(
                     iteration=snapshot.iteration,
-                    url=url_for(
-                        "job_files.get_intermediate", job_id=job.id, iteration=snapshot.iteration, _external=True
-                    ),
+                    url=external_url("job_files.get_intermediate", job_id=job.id, iteration=snapshot.iteration),
                 )
                 for snapshot in job.snapshots
             ],
@@ -63,8 +76,8 @@ def job_model(job: Job) -> schemas.Job:
         ),
         urls=schemas.JobUrls(
             self=self_url,
-            cancel=url_for("jobs.cancel_job", job_id=job.id, _external=True),
-            output=url_for("job_files.get_output", job_id=job.id, _external=True),
+            cancel=external_url("jobs.cancel_job", job_id=job.id),
+            output=external_url("job_files.get_output", job_id=job.id),
             # The event stream is served by another module (not this one's scope); its URL
             # is fixed by the HTTP contract, so it is built rather than looked up.
             events=f"{self_url}/events",

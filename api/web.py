@@ -1,13 +1,12 @@
 """The web page at `/`: plain HTML, CSS and JavaScript served by the API, no build step.
 
 The page itself is public; everything it shows comes from the v1 API, called with the key the
-user pastes. Under `impasto up` (embedded broker) the page may fetch the local key instead,
-see local_key().
+user pastes. Under `impasto up` (embedded broker) the one-time login link it prints gives the
+page the local key instead, see login().
 """
 
 from __future__ import annotations
 
-import ipaddress
 from pathlib import Path
 
 from flask import Blueprint, Response, jsonify, request
@@ -17,7 +16,7 @@ from api.context import current_impasto
 from api.errors import ApiError
 from api.openapi import documented
 from api.schemas import ErrorBody
-from shared.local_key import read_local_key
+from shared.local_key import read_local_key, redeem_web_token
 
 bp = Blueprint("web", __name__)
 
@@ -28,7 +27,6 @@ CSP = (
     "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 )
 MIMETYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css"}
-LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "[::1]"}
 
 
 @bp.get("/")
@@ -66,37 +64,27 @@ def page_file(name: str) -> Response:
     return response
 
 
-@bp.get("/web/local-key")
+@bp.post("/web/login")
 @public
-@documented(responses={200: "application/json", 404: ErrorBody})
-def local_key() -> Response:
-    """The embedded stack's local API key, for the page's "use local key" button.
+@documented(responses={200: "application/json", 400: ErrorBody, 403: ErrorBody})
+def login() -> Response:
+    """Trade the one-time token of `impasto up`'s login link for the stack's local API key.
 
-    Served only when all hold: the broker is the embedded one (a one-machine `impasto up`, whose
-    key file already sits readable by the user in the data dir); the TCP peer is loopback and no
-    proxy header says it forwarded someone else; the Host is a loopback name (a DNS-rebinding
-    page on another origin that resolves to 127.0.0.1 still sends its own Host, and without
-    CORS no other origin can read this response anyway).
+    The page reads the token from its URL's fragment (never sent to a server, nor in a Referer)
+    and posts it here. The token is consumed by its first use; only its hash is on disk, in the
+    owner-only data folder, so no other user of the machine can log in.
     """
     settings = current_impasto().settings
-    if not settings.uses_embedded_broker() or not from_loopback():
-        raise ApiError(404, "not_found", "no local key here: paste an API key")
-    key = read_local_key(settings.local_api_key_path())
-    if key is None:
-        raise ApiError(404, "not_found", "no local key here: paste an API key")
+    body = request.get_json(silent=True)
+    token = body.get("token") if isinstance(body, dict) else None
+    if not isinstance(token, str) or not token:
+        raise ApiError(400, "bad_request", 'send {"token": "..."} from the login link `impasto up` printed')
+    key = read_local_key(settings.local_api_key_path()) if settings.uses_embedded_broker() else None
+    if key is None or not redeem_web_token(settings, token):
+        raise ApiError(
+            403, "invalid_login_token", "this login link was used already or is not this stack's: use the new one "
+            "`impasto up` printed, or paste an API key",
+        )  # fmt: skip
     response = jsonify({"api_key": key})
     response.headers["Cache-Control"] = "no-store"
     return response
-
-
-def from_loopback() -> bool:
-    """True for a direct request from this machine, addressed to a loopback name."""
-    if any(header in request.headers for header in ("X-Forwarded-For", "Forwarded", "X-Real-IP")):
-        return False
-    try:
-        peer_is_loopback = ipaddress.ip_address(request.remote_addr or "").is_loopback
-    except ValueError:
-        return False
-    host = request.host
-    host = host[: host.index("]") + 1] if host.startswith("[") and "]" in host else host.split(":")[0]
-    return peer_is_loopback and host in LOOPBACK_HOSTS

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from bench.results import append_result, machine_line
-from shared.api_client import ApiClient
+from impasto import FINISHED, Client
 from shared.demo import free_port
 from shared.stack import EmbeddedStack
 from worker.engine import StyleParams, stylize
@@ -29,7 +29,7 @@ POLL_S = 0.2
 CONTENT, STYLE = SAMPLES / "chelsea.jpg", SAMPLES / "starry_night.jpg"
 
 
-def pipeline_seconds(client: ApiClient, params: dict[str, int]) -> float:
+def pipeline_seconds(client: Client, params: dict[str, int]) -> float:
     """Submit and poll until succeeded; returns the wall time (late by up to one poll interval).
 
     Every 200 ms: each poll costs the API a few ms of CPU on the cores the worker computes
@@ -38,7 +38,9 @@ def pipeline_seconds(client: ApiClient, params: dict[str, int]) -> float:
     """
     started = time.perf_counter()
     job = client.submit(CONTENT, [STYLE], params)
-    job = client.wait(job["id"], poll_s=POLL_S)
+    while job["status"] not in FINISHED:
+        time.sleep(POLL_S)
+        job = client.get(job["id"])
     assert job["status"] == "succeeded", job
     return time.perf_counter() - started
 
@@ -67,7 +69,7 @@ def main() -> None:
         tempfile.TemporaryDirectory() as data_dir,
         EmbeddedStack(Path(data_dir), free_port(), env=env, quiet=True) as stack,
     ):
-        client = ApiClient(stack.url, api_key=stack.api_key)
+        client = Client(stack.url, api_key=stack.api_key)
         pipeline_seconds(client, {"size": 32, "iterations": 2})  # warm-up: the worker loads VGG19
         stylize(CONTENT, [STYLE], StyleParams(size=32, iterations=2))  # warm-up: this process loads it
         # Interleaved, while the stack idles between jobs, so a change in the machine's load

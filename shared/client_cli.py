@@ -9,21 +9,21 @@ from typing import Any
 import click
 from tqdm import tqdm
 
-from shared.api_client import ApiClient, ApiError
+from impasto import Client, ImpastoError, Job
 from shared.local_key import client_api_key
 from shared.settings import get_settings
 
 url_option = click.option("--url", envvar="IMPASTO_URL", default=None, help="API base URL (IMPASTO_URL)")
 
 
-def client_for(url: str | None, api_key: str | None = None) -> ApiClient:
+def client_for(url: str | None, api_key: str | None = None) -> Client:
     """A client for --url, IMPASTO_URL or the default local address, with `api_key`, else
     IMPASTO_API_KEY, else the key `impasto up` left in IMPASTO_DATA_DIR/local-api-key."""
     settings = get_settings()
-    return ApiClient(url or settings.url, api_key=api_key or client_api_key(settings))
+    return Client(url or settings.url, api_key=api_key or client_api_key(settings))
 
 
-def explain(exc: ApiError) -> str:
+def explain(exc: ImpastoError) -> str:
     """The API's error, with a hint where the fix is on this side (the key)."""
     if exc.status == 401:
         return f"{exc} (send a key: set IMPASTO_API_KEY, or use the IMPASTO_DATA_DIR that `impasto up` uses)"
@@ -41,27 +41,31 @@ def parse_param(text: str) -> tuple[str, Any]:
         return key, value
 
 
-def follow(client: ApiClient, job: dict[str, Any]) -> dict[str, Any]:
+def follow(client: Client, job: Job) -> Job:
     """Show a progress bar, fed by the job's event stream, until the job ends; returns the final job."""
+    status = job["status"]
     with tqdm(total=job["params"]["iterations"], unit="it", desc=job["id"][:8]) as bar:
+        for event in client.events(job["id"]):
+            if event.event == "completed":
+                return event.data  # type: ignore[return-value]
+            status = event.data.get("status", status) if event.event == "status" else status
+            # A status event carries the job when the stream opens; later ones only the status.
+            progress = event.data.get("job", {}).get("progress") if event.event == "status" else event.data
+            if event.event in ("status", "progress") and progress:
+                bar.update(progress["iteration"] - bar.n)
+                loss = progress.get("loss") or {}
+                bar.set_postfix(status=status, loss=f"{(loss.get('total') or 0):.3g}")
+    raise ImpastoError("bad_response", "the event stream ended without `completed`")
 
-        def update(current: dict[str, Any]) -> None:
-            progress = current["progress"]
-            bar.update(progress["iteration"] - bar.n)
-            loss = progress.get("loss") or {}
-            bar.set_postfix(status=current["status"], loss=f"{(loss.get('total') or 0):.3g}")
 
-        # The event stream pushes every progress step; the client polls only if it cannot be read.
-        return client.follow(job["id"], update)
-
-
-def download_outputs(client: ApiClient, job: dict[str, Any], out: Path) -> list[Path]:
+def download_outputs(client: Client, job: Job, out: Path) -> list[Path]:
     """Write the final image to `out` and the snapshots beside it; returns the paths."""
     written = []
     if job["outputs"]["final"]:
-        written.append(client.download(job["outputs"]["final"], out))
+        written.append(client.download_output(job["id"], out))
     for snap in job["outputs"]["intermediates"]:
-        written.append(client.download(snap["url"], out.parent / f"{out.stem}-{snap['iteration']:06d}.png"))
+        path = out.parent / f"{out.stem}-{snap['iteration']:06d}.png"
+        written.append(client.download_snapshot(job["id"], snap["iteration"], path))
     return written
 
 
@@ -78,12 +82,12 @@ def submit(
     """Submit a job: CONTENT image, one or more STYLE images."""
     client = client_for(url)
     try:
-        job = client.submit(content, list(styles), dict(parse_param(p) for p in params) or None)
+        job = client.submit(content, list(styles), dict(parse_param(p) for p in params))
         click.echo(job["id"])
         if not wait:
             return
         job = follow(client, job)
-    except ApiError as exc:
+    except ImpastoError as exc:
         raise click.ClickException(explain(exc)) from exc
     if job["status"] != "succeeded":
         raise click.ClickException(f"job {job['status']}: {job.get('error')}")
@@ -98,7 +102,7 @@ def status(job_id: str, url: str | None) -> None:
     """Print a job as JSON."""
     try:
         click.echo(json.dumps(client_for(url).get(job_id), indent=2))
-    except ApiError as exc:
+    except ImpastoError as exc:
         raise click.ClickException(explain(exc)) from exc
 
 
@@ -109,6 +113,6 @@ def cancel(job_id: str, url: str | None) -> None:
     """Cancel a queued or running job."""
     try:
         job = client_for(url).cancel(job_id)
-    except ApiError as exc:
+    except ImpastoError as exc:
         raise click.ClickException(explain(exc)) from exc
     click.echo(f"{job['id']}: {job['status']}{' (cancel requested)' if job.get('cancel_requested') else ''}")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from shared.api_client import ApiError
+from impasto import ImpastoError
 from shared.client_cli import client_for, download_outputs, follow
 from shared.stack import EmbeddedStack
 
@@ -44,7 +44,7 @@ def demo(out_dir: Path, style: str) -> None:
             job = client.submit(SAMPLES / "chelsea.jpg", [SAMPLES / style], DEMO_PARAMS)
             click.echo(f"submitted job {job['id']}: {DEMO_PARAMS}")
             job = follow(client, job)
-        except ApiError as exc:
+        except ImpastoError as exc:
             raise click.ClickException(str(exc)) from exc
         if job["status"] != "succeeded":
             raise click.ClickException(f"the job ended {job['status']}: {job.get('error')}")

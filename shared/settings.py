@@ -32,7 +32,8 @@ class Settings(BaseSettings):
     # Endpoint of an S3-compatible store for s3://bucket/prefix storage (MinIO, Ceph...); default: AWS S3.
     # Credentials come from the usual AWS variables (AWS_ACCESS_KEY_ID, ...) or the instance's role.
     s3_endpoint_url: str | None = None
-    # Where client commands (submit, status, cancel) find the API.
+    # The API's address as clients reach it: where client commands (submit, status, cancel) find it,
+    # and, when set, the base of the absolute URLs in job JSON (else they follow the request).
     url: str = "http://127.0.0.1:8000"
 
     # Uploads

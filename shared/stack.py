@@ -12,11 +12,13 @@ from pathlib import Path
 
 import click
 
-from shared.api_client import ApiClient
+from impasto import Client
 from shared.cli import gunicorn_command
 from shared.database import upgrade_database
-from shared.local_key import ensure_local_key
+from shared.local_key import ensure_local_key, issue_web_token, make_private, web_token_path
 from shared.settings import get_settings
+
+CHILD_UMASK = 0o077  # what the API and worker write (database journals, images, messages) is owner-only
 
 
 class EmbeddedStack:
@@ -31,18 +33,22 @@ class EmbeddedStack:
         self.processes: list[subprocess.Popen[bytes]] = []
         # The key clients of this stack send; set by start() (also saved in data_dir/local-api-key).
         self.api_key: str | None = None
+        self.settings = get_settings(data_dir=self.data_dir, database_url=self.env.get("IMPASTO_DATABASE_URL"))
 
     def start(self, ready_timeout: float = 60.0) -> EmbeddedStack:
         """Migrate the database, make or reuse the local API key, start the processes, wait until ready."""
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        settings = get_settings(data_dir=self.data_dir, database_url=self.env.get("IMPASTO_DATABASE_URL"))
-        upgrade_database(settings)
-        self.api_key = ensure_local_key(settings)
+        # Owner-only: the folder holds the key, the database and every image. Files made before
+        # this version (or by this process, whose umask is the user's) are tightened here; the
+        # children create theirs owner-only (umask 077).
+        make_private(self.data_dir)
+        upgrade_database(self.settings)
+        self.api_key = ensure_local_key(self.settings)
+        make_private(self.data_dir)
         self._spawn("worker", [sys.executable, "-m", "shared.cli", "worker", "--name", "embedded@localhost"])
         self._spawn("reconcile", [sys.executable, "-m", "shared.cli", "reconcile"])
         self._spawn("webhooks", [sys.executable, "-m", "shared.cli", "webhook-worker", "--concurrency", "2"])
         self._spawn("api", gunicorn_command("127.0.0.1", self.port, 1))
-        client = ApiClient(self.url)
+        client = Client(self.url, api_key="")
         deadline = time.monotonic() + ready_timeout
         while not client.ready():
             self.check_alive()
@@ -55,12 +61,23 @@ class EmbeddedStack:
     def _spawn(self, name: str, command: list[str]) -> None:
         """Start a child; with quiet=True its output goes to data_dir/logs/NAME.log."""
         if not self.quiet:
-            self.processes.append(subprocess.Popen(command, env=self.env))
+            self.processes.append(subprocess.Popen(command, env=self.env, umask=CHILD_UMASK))
             return
         log_dir = self.data_dir / "logs"
-        log_dir.mkdir(exist_ok=True)
-        with open(log_dir / f"{name}.log", "ab") as log:  # the child keeps its own descriptor
-            self.processes.append(subprocess.Popen(command, env=self.env, stdout=log, stderr=subprocess.STDOUT))
+        log_dir.mkdir(mode=0o700, exist_ok=True)
+        # Created 0600 whatever this process's umask; the child keeps its own descriptor.
+        with open(os.open(log_dir / f"{name}.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab") as log:
+            self.processes.append(
+                subprocess.Popen(command, env=self.env, stdout=log, stderr=subprocess.STDOUT, umask=CHILD_UMASK)
+            )
+
+    def login_url(self) -> str:
+        """A new one-time link that logs the web page in with the local key (an older unused one stops working)."""
+        return f"{self.url}/#token={issue_web_token(self.settings)}"
+
+    def login_url_used(self) -> bool:
+        """True once the page has consumed the last login link."""
+        return not web_token_path(self.settings).exists()
 
     def check_alive(self) -> None:
         """Raise if a child process has exited."""
@@ -100,12 +117,14 @@ def up(port: int, data_dir: Path | None) -> None:
     stack = EmbeddedStack(data_dir or get_settings().data_dir, port)
     stack.start()
     click.echo(f"impasto is up at {stack.url} (data in {stack.data_dir}); Ctrl-C stops it")
-    key_file = get_settings(data_dir=stack.data_dir).local_api_key_path()
-    click.echo(f"its API key is in {key_file}; `impasto submit` finds it with the same IMPASTO_DATA_DIR")
+    click.echo(f"its API key is in {stack.settings.local_api_key_path()}; `impasto submit` finds it there")
+    click.echo(f"open the web page, logged in, with this one-time link:\n    {stack.login_url()}")
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
         while True:
             stack.check_alive()
+            if stack.login_url_used():  # one link per browser tab: the next one is ready when needed
+                click.echo(f"the login link was used; a new one-time link:\n    {stack.login_url()}")
             time.sleep(1)
     except KeyboardInterrupt:
         click.echo("stopping")

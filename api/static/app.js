@@ -28,9 +28,11 @@ async function api(path, options = {}) {
   return response;
 }
 
-// <img> cannot send Authorization, so images are fetched and shown as blob: URLs.
+// <img> cannot send Authorization, so images are fetched and shown as blob: URLs. The job's
+// URLs name the API's public address; the page asks its own origin for the same path.
 async function blobUrl(url) {
-  const response = await api(url);
+  const { pathname, search } = new URL(url, location.href);
+  const response = await api(pathname + search);
   const blob = URL.createObjectURL(await response.blob());
   if (current) current.blobs.push(blob);
   return blob;
@@ -46,16 +48,20 @@ function setKey(key) {
   if (apiKey) loadJobs();
 }
 
-async function offerLocalKey() {
-  // Answered only to a loopback browser of an `impasto up` stack; elsewhere a 404.
+// `impasto up` prints a one-time link, /#token=…: the fragment never reaches a server or a
+// Referer. The token is traded once for the stack's local key, which the tab then keeps.
+async function loginFromLink() {
+  const token = new URLSearchParams(location.hash.slice(1)).get("token");
+  if (!token) return;
+  history.replaceState(null, "", location.pathname + location.search);  // out of history and bookmarks
   try {
-    const response = await fetch("/web/local-key");
-    if (!response.ok) return;
-    const { api_key: key } = await response.json();
-    $("local-key").hidden = false;
-    $("local-key").onclick = () => setKey(key);
-    if (!apiKey) setKey(key);
-  } catch (_) { /* no local key: paste one */ }
+    const response = await fetch("/web/login", {
+      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ token }),
+    });
+    const body = await response.json();
+    if (!response.ok) throw new Error(`${body.error.code}: ${body.error.message}`);
+    setKey(body.api_key);
+  } catch (error) { showError(error.message); }
 }
 
 async function loadJobs() {
@@ -308,5 +314,5 @@ document.addEventListener("DOMContentLoaded", () => {
   dropTarget($("content-drop"), $("content"));
   dropTarget($("style-drop"), $("styles"));
   setKey(apiKey);
-  offerLocalKey();
+  loginFromLink();
 });

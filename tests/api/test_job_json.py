@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import io
+import json
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 
 from flask import Flask
@@ -11,7 +14,7 @@ from api.job_json import utc
 from api.schemas import Job as JobSchema
 from shared.jobs import owned_update
 from shared.status import JobStatus
-from tests.api.conftest import WORKER_NAME, Submit, WorkerActions, impasto_of
+from tests.api.conftest import WORKER_NAME, Images, Submit, WorkerActions, impasto_of, keyed_client
 
 CONTRACT_KEYS = {
     "id", "status", "created_at", "started_at", "finished_at", "params", "progress", "outputs",
@@ -94,3 +97,29 @@ def test_utc_normalises_sql_datetimes() -> None:
     assert utc(paris) == naive.replace(tzinfo=UTC)
     assert utc(paris).tzinfo == UTC  # type: ignore[union-attr]
     assert utc(None) is None
+
+
+def test_urls_start_with_impasto_url_whatever_the_host_header(make_app: Callable[..., Flask], images: Images) -> None:
+    """With IMPASTO_URL set, a crafted Host header appears in no URL of the job JSON (list, get, submit)."""
+    app = make_app(url="https://impasto.example.com/base/")
+    client = keyed_client(app)
+    crafted = {"Host": "evil.example:666"}
+    files = {"content": (io.BytesIO(images.jpeg), "c.jpg"), "style": (io.BytesIO(images.png), "s.png")}
+    submitted = client.post("/v1/jobs", data=files, headers=crafted)
+    assert submitted.status_code == 202, submitted.get_json()
+    job_id = submitted.get_json()["id"]
+    for body in (
+        submitted.get_json(),
+        client.get(f"/v1/jobs/{job_id}", headers=crafted).get_json(),
+        client.get("/v1/jobs", headers=crafted).get_json()["jobs"][0],
+    ):
+        assert "evil" not in json.dumps(body)
+        assert body["urls"]["self"] == f"https://impasto.example.com/base/v1/jobs/{job_id}"
+        assert body["urls"]["output"] == f"https://impasto.example.com/base/v1/jobs/{job_id}/output"
+
+
+def test_without_impasto_url_the_urls_follow_the_request(app: Flask, submit: Submit) -> None:
+    """Unset, the server knows no public name of its own: URLs are on the address the request used."""
+    assert "url" not in impasto_of(app).settings.model_fields_set
+    job = submit().get_json()
+    assert job["urls"]["self"] == f"http://localhost/v1/jobs/{job['id']}"

@@ -1,5 +1,5 @@
 """The embedded set-up's local key: made by `impasto up`, kept 0600 in the data folder, found by
-the client commands (after IMPASTO_API_KEY)."""
+the client commands (after IMPASTO_API_KEY); the data folder made owner-only; one-time web tokens."""
 
 from __future__ import annotations
 
@@ -11,7 +11,15 @@ from flask import Flask
 
 from shared.api_keys import revoke_key
 from shared.client_cli import client_for
-from shared.local_key import client_api_key, ensure_local_key, read_local_key
+from shared.local_key import (
+    client_api_key,
+    ensure_local_key,
+    issue_web_token,
+    make_private,
+    read_local_key,
+    redeem_web_token,
+    web_token_path,
+)
 from shared.settings import Settings
 from tests.api.conftest import impasto_of, keyed_client
 
@@ -63,10 +71,10 @@ def test_client_commands_find_the_key(settings: Settings, monkeypatch: pytest.Mo
     assert client_api_key(Settings(data_dir=settings.data_dir)) is None
     local = ensure_local_key(settings)
     assert client_api_key(Settings(data_dir=settings.data_dir)) == local
-    assert client_for(None).session.headers["Authorization"] == f"Bearer {local}"
+    assert client_for(None).api_key == local
     monkeypatch.setenv("IMPASTO_API_KEY", "imp_from_the_environment")
-    assert client_for(None).session.headers["Authorization"] == "Bearer imp_from_the_environment"
-    assert client_for(None, "imp_explicit").session.headers["Authorization"] == "Bearer imp_explicit"
+    assert client_for(None).api_key == "imp_from_the_environment"
+    assert client_for(None, "imp_explicit").api_key == "imp_explicit"
 
 
 def test_settings_never_show_the_key(tmp_path: Path) -> None:
@@ -74,3 +82,32 @@ def test_settings_never_show_the_key(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path, api_key="imp_secret_value")  # type: ignore[arg-type]
     assert "imp_secret_value" not in repr(settings)
     assert "imp_secret_value" not in settings.model_dump_json()
+
+
+def test_make_private_tightens_what_up_keeps_and_nothing_else(tmp_path: Path) -> None:
+    """A data folder left world-readable (an older version, a 022 umask) becomes 0700, its files 0600;
+    a file `impasto up` does not keep there is left alone."""
+    data = tmp_path / "data"
+    (data / "storage" / "jobs" / "j").mkdir(parents=True, mode=0o755)
+    for path in (data / "impasto.sqlite3", data / "storage" / "jobs" / "j" / "final.png", data / "notes.txt"):
+        path.write_bytes(b"x")
+        path.chmod(0o644)
+    data.chmod(0o755)
+    make_private(data)
+    assert stat.S_IMODE(data.stat().st_mode) == 0o700
+    assert stat.S_IMODE((data / "impasto.sqlite3").stat().st_mode) == 0o600
+    assert stat.S_IMODE((data / "storage" / "jobs" / "j").stat().st_mode) == 0o700
+    assert stat.S_IMODE((data / "storage" / "jobs" / "j" / "final.png").stat().st_mode) == 0o600
+    assert stat.S_IMODE((data / "notes.txt").stat().st_mode) == 0o644
+
+
+def test_a_web_token_works_once(settings: Settings) -> None:
+    """Only the newest token is good, once; the file holds its hash, never the token, owner-only."""
+    older = issue_web_token(settings)
+    token = issue_web_token(settings)
+    assert token not in web_token_path(settings).read_text()
+    assert stat.S_IMODE(web_token_path(settings).stat().st_mode) == 0o600
+    assert not redeem_web_token(settings, older)
+    assert not redeem_web_token(settings, token + "x")
+    assert redeem_web_token(settings, token)
+    assert not redeem_web_token(settings, token)

@@ -1,16 +1,15 @@
-"""The web page at /: served without a key under a strict CSP, and the local key only to a
-loopback browser of an embedded stack."""
+"""The web page at /: served without a key under a strict CSP, and the local key of an embedded
+stack only for the one-time token of the login link `impasto up` prints."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import pytest
 from flask import Flask
 
 from api.context import EXTENSION_KEY
-from shared.local_key import write_local_key
+from shared.local_key import ensure_local_key, issue_web_token
 
 
 @pytest.mark.parametrize(
@@ -30,38 +29,50 @@ def test_unknown_page_file_is_not_found(app: Flask) -> None:
     assert app.test_client().get("/web/other.js").status_code == 404
 
 
-def embedded_app(make_app: Callable[..., Flask]) -> tuple[Flask, str]:
-    """An embedded-broker app with a local key file."""
+def embedded_app(make_app: Callable[..., Flask]) -> tuple[Flask, str, str]:
+    """An embedded-broker app with a local key file and a one-time login token."""
     app = make_app(broker_url=None)
-    key = "imp_local_test_key"
-    write_local_key(app.extensions[EXTENSION_KEY].settings.local_api_key_path(), key)
-    return app, key
+    settings = app.extensions[EXTENSION_KEY].settings
+    key = ensure_local_key(settings)
+    return app, key, issue_web_token(settings)
 
 
-def test_local_key_for_a_loopback_browser_of_an_embedded_stack(make_app: Callable[..., Flask]) -> None:
-    """127.0.0.1 asking for localhost gets the key, uncached."""
-    app, key = embedded_app(make_app)
-    response = app.test_client().get("/web/local-key", base_url="http://127.0.0.1:8000")
+def test_the_login_token_gives_the_key_once(make_app: Callable[..., Flask]) -> None:
+    """The link's token is traded for the local key, uncached; the same token again is refused."""
+    app, key, token = embedded_app(make_app)
+    client = app.test_client()
+    response = client.post("/web/login", json={"token": token})
     assert response.status_code == 200 and response.get_json() == {"api_key": key}
     assert response.headers["Cache-Control"] == "no-store"
+    again = client.post("/web/login", json={"token": token})
+    assert again.status_code == 403 and again.get_json()["error"]["code"] == "invalid_login_token"
 
 
 @pytest.mark.parametrize(
-    "request_args",
-    [
-        {"base_url": "http://evil.example:8000"},  # DNS rebinding: another name resolved to loopback
-        {"environ_base": {"REMOTE_ADDR": "192.0.2.7"}},  # another machine
-        {"headers": {"X-Forwarded-For": "192.0.2.7"}},  # a proxy on loopback relaying someone else
-    ],
+    ("body", "status"),
+    [({"token": "guess"}, 403), ({"token": ""}, 400), ({"token": 7}, 400), (["x"], 400), (None, 400)],
 )
-def test_local_key_refused_off_loopback(make_app: Callable[..., Flask], request_args: dict[str, Any]) -> None:
-    """Anything but a direct loopback request is answered as if there were no key."""
-    app, _ = embedded_app(make_app)
-    response = app.test_client().get("/web/local-key", **request_args)
-    assert response.status_code == 404
+def test_a_wrong_token_gets_nothing_and_spends_nothing(
+    make_app: Callable[..., Flask], body: object, status: int
+) -> None:
+    """A wrong or malformed token is refused, and the real one still works afterwards."""
+    app, key, token = embedded_app(make_app)
+    client = app.test_client()
+    response = client.post("/web/login", json=body) if body is not None else client.post("/web/login", data="x")
+    assert response.status_code == status and "api_key" not in response.get_json()
+    assert client.post("/web/login", json={"token": token}).get_json() == {"api_key": key}
 
 
-def test_local_key_refused_without_the_embedded_broker(app: Flask) -> None:
-    """A production (Redis) stack never hands out a key, even to loopback."""
-    write_local_key(app.extensions[EXTENSION_KEY].settings.local_api_key_path(), "imp_x")
-    assert app.test_client().get("/web/local-key").status_code == 404
+def test_login_refused_without_the_embedded_broker(app: Flask) -> None:
+    """A production (Redis) stack never hands out a key, even for a valid token."""
+    settings = app.extensions[EXTENSION_KEY].settings
+    ensure_local_key(settings)
+    assert app.test_client().post("/web/login", json={"token": issue_web_token(settings)}).status_code == 403
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_the_old_local_key_endpoint_is_gone(make_app: Callable[..., Flask], method: str) -> None:
+    """/web/local-key, which gave the key to any local process, answers 404 (GET) or 405, never a key."""
+    app, _key, _token = embedded_app(make_app)
+    response = app.test_client().open("/web/local-key", method=method, base_url="http://127.0.0.1:8000")
+    assert response.status_code in (404, 405) and b"api_key" not in response.data

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import stat
 from pathlib import Path
 
 from shared.stack import EmbeddedStack
@@ -26,3 +27,14 @@ def test_job_runs_through_the_embedded_stack(tmp_path: Path, samples: Path, monk
     database = f"sqlite:///{tmp_path / 'data' / 'impasto.sqlite3'}"
     assert history(database, job["id"]) == ["queued", "running", "succeeded"]
     assert (tmp_path / "data" / "storage" / "jobs" / job["id"] / "final.png").is_file()
+    assert_owner_only(tmp_path / "data")
+
+
+def assert_owner_only(data_dir: Path) -> None:
+    """Every folder `impasto up` made is 0700 and every file 0600: no other user reads the key,
+    the database or the images."""
+    modes = {path: stat.S_IMODE(path.stat().st_mode) for path in [data_dir, *data_dir.rglob("*")]}
+    assert {"impasto.sqlite3", "local-api-key", "storage", "broker", "logs"} <= {p.name for p in modes}
+    assert any(path.name == "final.png" for path in modes) and any(path.suffix == ".log" for path in modes)
+    wrong = {str(path): oct(mode) for path, mode in modes.items() if mode != (0o700 if path.is_dir() else 0o600)}
+    assert not wrong

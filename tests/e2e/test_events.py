@@ -9,7 +9,8 @@ from typing import Any
 
 import requests
 
-from shared.api_client import ApiClient, parse_sse
+from impasto import Client
+from impasto.sse import parse_sse
 from tests.e2e.conftest import API_KEYS, Processes, auth
 
 Event = tuple[str, dict[str, Any], str | None]
@@ -39,7 +40,7 @@ def read_stream(url: str, job_id: str, last_event_id: str | None = None) -> list
         assert response.status_code == 200, response.text
         assert response.headers["Content-Type"].startswith("text/event-stream")
         lines = (line.decode() if isinstance(line, bytes) else line for line in response.iter_lines())
-        return list(parse_sse(lines))
+        return [(event.event, event.data, event.id) for event in parse_sse(lines)]
 
 
 def id_key(event_id: str | None) -> tuple[int, ...]:
@@ -74,9 +75,8 @@ def test_stream_of_a_small_job_and_resume(production_stack: tuple[str, Processes
     assert [(name, event_id) for name, _, event_id in resumed[1:-1]] == after
 
     # `impasto submit --wait` follows the same stream.
-    updates: list[dict[str, Any]] = []
-    final = ApiClient(url, API_KEYS[url]).follow(job_id, updates.append, timeout_s=60)
-    assert final["status"] == "succeeded" and updates[-1]["status"] == "succeeded"
+    final = Client(url, API_KEYS[url]).wait(job_id, timeout=60)
+    assert final["status"] == "succeeded"
 
 
 def test_prefer_wait_returns_the_finished_job(production_stack: tuple[str, Processes], samples: Path) -> None:

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING
 import pytest
 import requests
 
-from tests.e2e.conftest import API_KEYS, Processes, auth
+from shared.stack import EmbeddedStack
+from tests.e2e.conftest import API_KEYS, Processes, auth, free_port
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
@@ -79,7 +80,6 @@ def drive_page(page: Page, url: str, samples: Path) -> None:
     page.set_default_timeout(TIMEOUT_MS)
     expect.set_options(timeout=TIMEOUT_MS)
     page.goto(url + "/")
-    expect(page.locator("#local-key")).to_be_hidden()  # not an embedded stack: no local key offered
     page.fill("#key", API_KEYS[url])
     page.click("#key-form button[type=submit]")
 
@@ -108,3 +108,34 @@ def drive_page(page: Page, url: str, samples: Path) -> None:
     expect(page.locator("#job-status")).to_have_text("canceled", timeout=TIMEOUT_MS)
     expect(page.locator("#jobs li .status", has_text="canceled")).to_have_count(1)
     expect(page.locator("#error")).to_be_hidden()
+
+
+def test_login_link_of_impasto_up_works_once(
+    tmp_path: Path, samples: Path, page: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The one-time link logs the page in (on another name for the address than IMPASTO_URL's, whose job
+    URLs the page still loads); the same link in a second tab is refused; /web/local-key is gone."""
+    from playwright.sync_api import Page, expect
+
+    assert isinstance(page, Page)
+    expect.set_options(timeout=TIMEOUT_MS)
+    for name in ("IMPASTO_DATABASE_URL", "IMPASTO_BROKER_URL", "IMPASTO_STORAGE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("IMPASTO_DEVICE", "cpu")
+    with EmbeddedStack(tmp_path / "data", free_port(), quiet=True) as stack:
+        assert requests.get(f"{stack.url}/web/local-key", timeout=10).status_code == 404
+        link = stack.login_url().replace("127.0.0.1", "localhost")
+        page.goto(link)
+        expect(page.locator("#forget-key")).to_be_visible()  # logged in with the local key
+        assert "token" not in page.url  # the link is out of the address bar and history
+        assert stack.login_url_used()
+        fill_job(page, samples, size=32, iterations=4, snapshot_every=2)
+        expect(page.locator("#job-status")).to_have_text("succeeded", timeout=TIMEOUT_MS)
+        expect(page.locator("#image")).to_have_attribute("src", re.compile(r"^blob:"))
+        expect(page.locator("#error")).to_be_hidden()
+
+        second = page.context.new_page()  # a new tab: no key in its storage
+        second.goto(link)
+        expect(second.locator("#error")).to_contain_text("invalid_login_token")
+        expect(second.locator("#forget-key")).to_be_hidden()
+        second.close()
