@@ -38,6 +38,7 @@ bp = Blueprint("events", __name__, url_prefix="/v1/jobs")
 # Ids as this API issues them, ASCII digits only (str.isdigit and \d also take other scripts' digits).
 REDIS_ID = re.compile(r"([0-9]{1,20})-([0-9]{1,20})")
 MAX_REDIS_ID_PART = 2**64 - 1
+LAST_REDIS_ID = f"{MAX_REDIS_ID_PART}-{MAX_REDIS_ID_PART}"
 POLLED_ID = re.compile(r"[0-9]{1,18}")
 Entries = list[tuple[str, dict[str, str]]]  # (entry id, fields), as decode_responses gives them
 STREAMS_FULL_RETRY_AFTER_S = 5
@@ -211,6 +212,8 @@ def redis_events(impasto: Impasto, url: str, job_id: str, last_event_id: str, ke
 
 def entries_after(client: redis.Redis, key: str, cursor: str) -> Entries:
     """Stream entries after `cursor` (exclusive)."""
+    if cursor == LAST_REDIS_ID:  # nothing comes after it, and Redis refuses it as an exclusive start
+        return []
     entries: Entries = client.xrange(key, min=f"({cursor}")  # type: ignore[assignment]
     return entries
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +16,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
+from shared.api_keys import revoke_key
 from shared.events import EventPublisher
 from shared.jobs import owned_update
 from shared.status import JobStatus
@@ -216,3 +218,27 @@ def test_event_streams_per_process_are_capped(make_app: Callable[..., Flask], im
     assert again.status_code == 200
     for response in (again, *opened):  # last opened, first closed: the test client nests their contexts
         response.close()
+
+
+@pytest.mark.parametrize("redis_mode", [True, False], ids=["redis", "polled"])
+def test_a_revoked_keys_stream_ends_within_seconds(
+    make_app: Callable[..., Flask], images: Any, open_stream: Callable[..., Stream], redis_mode: bool
+) -> None:
+    """`impasto keys revoke` (shared.api_keys.revoke_key) ends the key's open streams at the next key check."""
+    app = make_app() if redis_mode else make_app(broker_url=None)
+    key = add_key(app, "to-revoke")
+    client = keyed_client(app, key)
+    job_id = submit_with(client, images)
+    stream = open_stream(job_id, with_client=client)
+    assert stream.next().data["status"] == "queued"
+    with impasto_of(app).sessions() as session:
+        assert revoke_key(session, key)[1]
+    revoked_at = time.monotonic()
+    rest = stream.rest()  # the job stays queued: only the revocation can end this stream
+    waited = time.monotonic() - revoked_at
+    assert [m.event for m in rest] == ["error"] and rest[0].data["error"]["code"] == "unauthorized"
+    check_s = impasto_of(app).settings.sse_key_check_s
+    assert waited < check_s + 8, f"the stream ran {waited:.1f} s past the revocation"
+    stream.response.close()  # as the server does once the body ends
+    assert impasto_of(app).held_requests.held() == 0, "the stream's slot is given back"
+    assert client.get(f"/v1/jobs/{job_id}/events").status_code == 401
