@@ -27,18 +27,20 @@ SCOPE = "failed-auth"  # keeps these counters apart from the per-key request bud
 class FailedAuthLimit:
     """A moving-window count of refused keys per address, in the limiter's (fallback-aware) store."""
 
-    def __init__(self, limiter: Limiter, limit: str) -> None:
+    def __init__(self, limiter: Limiter, limit: str, key_prefix: str) -> None:
         self.limiter = limiter
         self.item = parse(limit)
         self.description = limit
+        # The limiter's own prefix: its counters and these are found (and told apart) the same way.
+        self.scope = (key_prefix, SCOPE)
 
     def retry_after(self, address: str) -> int | None:
         """Seconds until `address` may present keys again; None when it may now."""
         try:
             strategy = self.limiter.limiter
-            if strategy.test(self.item, SCOPE, address):
+            if strategy.test(self.item, *self.scope, address):
                 return None
-            stats = strategy.get_window_stats(self.item, SCOPE, address)
+            stats = strategy.get_window_stats(self.item, *self.scope, address)
         except Exception as exc:  # a store that does not answer must not stop authentication
             log.warning("failed-auth limit unreadable, not applied: %s", exc)
             return None
@@ -47,7 +49,7 @@ class FailedAuthLimit:
     def record_failure(self, address: str) -> None:
         """Count one refused key from `address`."""
         try:
-            self.limiter.limiter.hit(self.item, SCOPE, address)
+            self.limiter.limiter.hit(self.item, *self.scope, address)
         except Exception as exc:  # as above: counting is best effort when the store is down
             log.warning("failed-auth limit not counted: %s", exc)
 

@@ -50,7 +50,7 @@ def install_rate_limit(app: Flask, settings: Settings) -> Limiter:
         swallow_errors=True,
     )
     limiter.init_app(app)
-    app.extensions[FAILED_AUTH_EXTENSION] = FailedAuthLimit(limiter, settings.failed_auth_limit)
+    app.extensions[FAILED_AUTH_EXTENSION] = FailedAuthLimit(limiter, settings.failed_auth_limit, KEY_PREFIX)
 
     def rate_limited(exc: RateLimitExceeded) -> Response:
         """The JSON 429, with Retry-After: seconds until the key's window has room again."""
