@@ -10,6 +10,7 @@ say "decodable") are swapped for real ones in cases meant to be valid; nothing e
 
 from __future__ import annotations
 
+import base64
 import io
 import itertools
 from collections.abc import Callable, Iterator
@@ -22,9 +23,10 @@ from schemathesis.checks import CHECKS, load_all_checks
 from schemathesis.core.failures import FailureGroup
 from schemathesis.core.result import Ok
 from schemathesis.generation.hypothesis.builder import HypothesisTestConfig, HypothesisTestMode, create_test
+from sqlalchemy import delete
 
 from api.pagination import encode_cursor
-from shared.models import Job
+from shared.models import IdempotencyKey, Job, JobSnapshot, JobStatusChange
 from shared.status import JobStatus
 from tests.api.conftest import Images, WorkerActions, add_key, impasto_of, keyed_client
 
@@ -69,6 +71,7 @@ class RealInputs:
 
     def __init__(self, app: Flask, job_ids: list[str], images: Images) -> None:
         self.job_ids: Iterator[str | None] = itertools.cycle([None, *job_ids])  # None: keep the generated id
+        self.swap_ids = True
         self.images = images
         with impasto_of(app).sessions() as session:
             job = session.get(Job, job_ids[0])
@@ -77,7 +80,7 @@ class RealInputs:
 
     def apply(self, case: Any) -> None:
         """Point the case at a real job; in a case meant to be valid, use a real cursor and real images."""
-        job_id = next(self.job_ids)
+        job_id = next(self.job_ids) if self.swap_ids else None
         if job_id is not None and "job_id" in (case.path_parameters or {}):
             case.path_parameters["job_id"] = job_id
         if not case.meta.generation.mode.is_positive:
@@ -95,6 +98,8 @@ def fuzz_app(make_app: Callable[..., Flask], images: Images) -> tuple[Flask, str
         rate_limit="100000 per minute",
         max_active_jobs=100_000,
         failed_auth_limit="1000000 per minute",
+        # Webhooks enabled, so their fields are tested as well (a Standard Webhooks form of secret).
+        webhook_secret="whsec_" + base64.b64encode(b"fuzz" * 8).decode(),
         # A stream of an unfinished job never ends: schemathesis stops reading at STREAM_TIMEOUT_S,
         # noticing it at the next message, so heartbeats come often.
         sse_heartbeat_s=0.2,
@@ -141,8 +146,19 @@ def test_stateful_sequences(make_app: Callable[..., Flask], images: Images) -> N
     machine = schema.as_state_machine()
     assert schema.statistic.transitions.total > 0, "no links: the stateful phase would test nothing"
 
+    # Ids come from the links here; and generation must not depend on state outside the sequence.
+    real.swap_ids = False
+
     class Sequences(machine):  # type: ignore[valid-type, misc]
         """The inferred state machine, with the key sent and real images in valid submissions."""
+
+        def setup(self) -> None:
+            # Each sequence starts from the same, empty, state: Hypothesis replays a sequence to
+            # shrink it, and a list that grew meanwhile would take it down another path.
+            with impasto_of(app).sessions() as session:
+                for model in (IdempotencyKey, JobSnapshot, JobStatusChange, Job):  # children first
+                    session.execute(delete(model))
+                session.commit()
 
         def before_call(self, case: Any) -> None:
             real.apply(case)
