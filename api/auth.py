@@ -52,7 +52,7 @@ def authenticate() -> None:
         raise ApiError(
             429,
             "too_many_failed_authentications",
-            f"more than {limit.description} refused API keys from this address; retry in {retry_after} s",
+            f"too many refused API keys from this address (limit: {limit.description}); retry in {retry_after} s",
             headers={"Retry-After": str(retry_after)},
         )
     try:
