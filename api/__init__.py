@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-
 from flask import Flask, Response
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -11,6 +9,7 @@ from api import events, health, job_files, jobs, metrics, openapi, web
 from api.auth import authenticate
 from api.context import EXTENSION_KEY, Impasto, close_db_session, request_id
 from api.errors import register_error_handlers
+from api.held_requests import HeldRequests
 from api.rate_limit import install_rate_limit
 from shared.celery_app import make_celery
 from shared.database import make_engine, make_sessionmaker
@@ -33,7 +32,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         storage=make_storage(settings.resolved_storage_url(), settings.s3_endpoint_url),
         celery=make_celery(settings),
         events=make_publisher(settings),
-        event_stream_slots=threading.BoundedSemaphore(settings.max_event_streams),
+        held_requests=HeldRequests(settings.max_event_streams, settings.max_held_requests_per_key),
     )
     if settings.trusted_proxies:
         # The client is the address the outermost trusted proxy saw: the n-th value from the right

@@ -10,6 +10,7 @@ from flask import current_app, g, request
 
 from api.context import db_session
 from api.errors import ApiError
+from api.failed_auth import client_address, failed_auth_limit
 from shared.api_keys import KeyCheck, check_key
 
 View = TypeVar("View", bound=Callable[..., Any])
@@ -44,7 +45,22 @@ def authenticate() -> None:
     # No view: routing failed, and the 404 or 405 says nothing a key would protect.
     if view is None or is_public(view):
         return
-    g.api_key_id = key_id_from_header(request.headers.get("Authorization"))
+    header = request.headers.get("Authorization")
+    limit = failed_auth_limit() if header is not None else None  # a request without a key guesses nothing
+    address = client_address()
+    if limit is not None and (retry_after := limit.retry_after(address)) is not None:
+        raise ApiError(
+            429,
+            "too_many_failed_authentications",
+            f"too many refused API keys from this address (limit: {limit.description}); retry in {retry_after} s",
+            headers={"Retry-After": str(retry_after)},
+        )
+    try:
+        g.api_key_id = key_id_from_header(header)
+    except ApiError:
+        if limit is not None:
+            limit.record_failure(address)
+        raise
 
 
 def key_id_from_header(header: str | None) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import uuid
 from dataclasses import dataclass
 
@@ -11,6 +10,7 @@ from flask import current_app, g
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from api.held_requests import HeldRequests
 from shared.events import EventPublisher
 from shared.settings import Settings
 from shared.storage import Storage
@@ -28,9 +28,10 @@ class Impasto:
     storage: Storage
     celery: Celery
     events: EventPublisher  # job streams, for what the API itself ends (a cancel while queued)
-    # One per open GET /v1/jobs/{id}/events: a stream holds a gunicorn thread for minutes, so
-    # their number is bounded below the process's threads, leaving some for other requests.
-    event_stream_slots: threading.BoundedSemaphore
+    # One per open GET /v1/jobs/{id}/events or POST held by `Prefer: wait`: each holds a gunicorn
+    # thread for minutes, so their number is bounded below the process's threads (leaving some for
+    # other requests), and each key's share below that (api.held_requests).
+    held_requests: HeldRequests
 
     def close(self) -> None:
         """Release pooled SQL and broker connections (tests and shutdown)."""

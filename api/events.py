@@ -11,36 +11,42 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import redis
 from flask import Blueprint, Response, request, stream_with_context, url_for
 from sqlalchemy.orm import selectinload
 
+from api.auth import current_key_id
 from api.context import Impasto, close_db_session, current_impasto
 from api.errors import ApiError
+from api.held_requests import Refusal
 from api.job_json import job_json
 from api.jobs import find_job
 from api.openapi import documented
 from api.schemas import ErrorBody
+from shared.api_keys import key_is_active
 from shared.events import redis_url_for_events, stream_key
 from shared.models import Job
 from shared.status import JobStatus
 
 bp = Blueprint("events", __name__, url_prefix="/v1/jobs")
 
-REDIS_ID = re.compile(r"^\d+-\d+$")
+# Ids as this API issues them, ASCII digits only (str.isdigit and \d also take other scripts' digits).
+REDIS_ID = re.compile(r"([0-9]{1,20})-([0-9]{1,20})")
+MAX_REDIS_ID_PART = 2**64 - 1
+LAST_REDIS_ID = f"{MAX_REDIS_ID_PART}-{MAX_REDIS_ID_PART}"
+POLLED_ID = re.compile(r"[0-9]{1,18}")
 Entries = list[tuple[str, dict[str, str]]]  # (entry id, fields), as decode_responses gives them
 STREAMS_FULL_RETRY_AFTER_S = 5
 XREAD_BLOCK_MS = 1000  # how long one XREAD waits; bounds how late a heartbeat or SQL check is
 
 
 @bp.get("/<job_id>/events")
-@documented(responses={200: "text/event-stream", 404: ErrorBody, 503: ErrorBody})
+@documented(responses={200: "text/event-stream", 400: ErrorBody, 404: ErrorBody, 429: ErrorBody, 503: ErrorBody})
 def job_events(job_id: str) -> Response:
     """The job's events as text/event-stream: status, progress, snapshot, then completed."""
     job_id = find_job(job_id).id  # 404 for another key's job, before anything is streamed
@@ -48,7 +54,19 @@ def job_events(job_id: str) -> Response:
     # would pin a pooled connection per watcher.
     close_db_session()
     impasto = current_impasto()
-    if not impasto.event_stream_slots.acquire(blocking=False):
+    redis_url = redis_url_for_events(impasto.settings)
+    last_event_id = read_last_event_id(redis_mode=redis_url is not None)
+    key_id = current_key_id()
+    refusal = impasto.held_requests.try_acquire(key_id)
+    if refusal is Refusal.KEY_FULL:
+        raise ApiError(
+            429,
+            "too_many_streams",
+            f"this API key already holds {impasto.settings.max_held_requests_per_key} event streams or waiting"
+            " submissions on this API process; close one, or poll GET /v1/jobs/{id}",
+            headers={"Retry-After": str(STREAMS_FULL_RETRY_AFTER_S)},
+        )
+    if refusal is Refusal.PROCESS_FULL:
         raise ApiError(
             503,
             "too_many_streams",
@@ -56,32 +74,57 @@ def job_events(job_id: str) -> Response:
             " or poll GET /v1/jobs/{id}",
             headers={"Retry-After": str(STREAMS_FULL_RETRY_AFTER_S)},
         )
-    last_event_id = request.headers.get("Last-Event-ID", "").strip()
-    redis_url = redis_url_for_events(impasto.settings)
+    key_watch = KeyWatch(impasto, key_id)
     if redis_url is not None:
-        events = redis_events(impasto, redis_url, job_id, last_event_id)
+        events = redis_events(impasto, redis_url, job_id, last_event_id, key_watch)
     else:
-        events = polled_events(impasto, job_id, last_event_id)
+        events = polled_events(impasto, job_id, last_event_id, key_watch)
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}  # no proxy buffering (nginx)
     response = Response(stream_with_context(events), mimetype="text/event-stream", headers=headers)
     # The server closes every response it sent, streamed to the end or cut by the client; a response
     # that is never sent (replaced by an error after this view) gives its slot back when it is collected.
-    release = release_once(impasto.event_stream_slots)
+    release = impasto.held_requests.release_once(key_id)
     response.call_on_close(release)
     weakref.finalize(response, release)
     return response
 
 
-def release_once(slots: threading.BoundedSemaphore) -> Callable[[], None]:
-    """Give back one stream slot, however often the response is closed (a WSGI wrapper may close it again)."""
-    held = [True]
+def read_last_event_id(redis_mode: bool) -> str:
+    """The Last-Event-ID header if it is an id this stream issues ("" when absent); a 400 otherwise."""
+    value = request.headers.get("Last-Event-ID", "").strip()
+    if not value:
+        return ""
+    if redis_mode:
+        match = REDIS_ID.fullmatch(value)
+        # Redis refuses an id part past 64 bits, which would cut the stream after its 200.
+        if match is not None and all(int(part) <= MAX_REDIS_ID_PART for part in match.groups()):
+            return value
+    elif POLLED_ID.fullmatch(value):
+        return value
+    raise ApiError(400, "bad_request", "Last-Event-ID is not the id of an event this stream sent")
 
-    def release() -> None:
-        if held:
-            held.pop()  # atomic: a second close finds the list empty
-            slots.release()
 
-    return release
+class KeyWatch:
+    """Re-reads the stream's API key now and then (one primary-key lookup): a revoked key's stream ends."""
+
+    def __init__(self, impasto: Impasto, key_id: str) -> None:
+        self.impasto = impasto
+        self.key_id = key_id
+        self.checked = time.monotonic()  # the request was just authenticated
+
+    def revoked(self) -> bool:
+        """True once the key is revoked or gone; reads SQL at most every sse_key_check_s."""
+        now = time.monotonic()
+        if now - self.checked < self.impasto.settings.sse_key_check_s:
+            return False
+        self.checked = now
+        with self.impasto.sessions() as session:
+            return not key_is_active(session, self.key_id)
+
+
+def key_revoked_event() -> str:
+    """The last message of a stream whose key was revoked."""
+    return sse("error", {"error": {"code": "unauthorized", "message": "this API key has been revoked"}})
 
 
 def sse(event: str, data: dict[str, Any], event_id: str | None = None) -> str:
@@ -112,14 +155,14 @@ def snapshot_url(job_id: str, iteration: int) -> str:
     return url_for("job_files.get_intermediate", job_id=job_id, iteration=iteration, _external=True)
 
 
-def redis_events(impasto: Impasto, url: str, job_id: str, last_event_id: str) -> Iterator[str]:
+def redis_events(impasto: Impasto, url: str, job_id: str, last_event_id: str, key_watch: KeyWatch) -> Iterator[str]:
     """Relay the job's Redis stream from after `last_event_id`, or from now after the SQL state."""
     settings = impasto.settings
     # Its own connection: a blocking XREAD holds one for its whole wait.
     client = redis.Redis.from_url(url, socket_timeout=XREAD_BLOCK_MS / 1000 + 5, decode_responses=True)
     try:
         key = stream_key(job_id)
-        if REDIS_ID.match(last_event_id):
+        if last_event_id:
             cursor = last_event_id
         else:
             # The newest entry *before* reading SQL: anything later is relayed, so there is no gap
@@ -145,6 +188,9 @@ def redis_events(impasto: Impasto, url: str, job_id: str, last_event_id: str) ->
                     event, data = fields.get("event", ""), json.loads(fields.get("data", "{}"))
                     yield relay(event, data, entry_id, job_id)
                     finished = finished or (event == "status" and JobStatus(data.get("status", "queued")).finished)
+            if key_watch.revoked():
+                yield key_revoked_event()
+                return
             now = time.monotonic()
             if now - last_beat >= settings.sse_heartbeat_s:
                 last_beat = now
@@ -166,6 +212,8 @@ def redis_events(impasto: Impasto, url: str, job_id: str, last_event_id: str) ->
 
 def entries_after(client: redis.Redis, key: str, cursor: str) -> Entries:
     """Stream entries after `cursor` (exclusive)."""
+    if cursor == LAST_REDIS_ID:  # nothing comes after it, and Redis refuses it as an exclusive start
+        return []
     entries: Entries = client.xrange(key, min=f"({cursor}")  # type: ignore[assignment]
     return entries
 
@@ -183,10 +231,10 @@ def relay(event: str, data: dict[str, Any], entry_id: str, job_id: str) -> str:
     return sse(event, data, entry_id)
 
 
-def polled_events(impasto: Impasto, job_id: str, last_event_id: str) -> Iterator[str]:
+def polled_events(impasto: Impasto, job_id: str, last_event_id: str, key_watch: KeyWatch) -> Iterator[str]:
     """Events derived from SQL row changes, polled; ids are increasing integers."""
     settings = impasto.settings
-    counter = int(last_event_id) if last_event_id.isdigit() else 0
+    counter = int(last_event_id) if last_event_id else 0
 
     def next_id() -> str:
         nonlocal counter
@@ -202,6 +250,9 @@ def polled_events(impasto: Impasto, job_id: str, last_event_id: str) -> Iterator
     last_beat = time.monotonic()
     while not is_finished(job):
         time.sleep(settings.sse_poll_s)
+        if key_watch.revoked():
+            yield key_revoked_event()
+            return
         latest = read_job(impasto, job_id)
         if latest is None:
             return

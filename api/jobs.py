@@ -89,11 +89,17 @@ def create_job() -> tuple[Response, int, dict[str, str]]:
     enqueue_job(impasto.celery, session, job.id, job.queue)
     headers = {"Location": url_for("jobs.get_job", job_id=job.id)}
     wait_s = preferred_wait(impasto.settings.prefer_wait_max_s)
-    if wait_s is None:
+    # A wait holds a thread like an event stream and takes a slot of the same bound; without one
+    # (the key holds its share, or the process is full) the job is answered at once, unheld, as
+    # RFC 7240 lets a server ignore a preference. An error here would make the client resubmit.
+    if wait_s is None or impasto.held_requests.try_acquire(owner) is not None:
         return jsonify(job_json(job)), 202, headers
     job_id = job.id
     close_db_session()  # no pooled connection is held while the request waits
-    body = wait_for_job(job_id, wait_s)
+    try:
+        body = wait_for_job(job_id, wait_s)
+    finally:
+        impasto.held_requests.release(owner)
     headers["Preference-Applied"] = f"wait={format_seconds(wait_s)}"
     # 201: the job is done and its outputs exist; 202: still queued or running, as without Prefer.
     return jsonify(body), 201 if JobStatus(body["status"]).finished else 202, headers

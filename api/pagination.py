@@ -39,11 +39,13 @@ def decode_cursor(token: str) -> tuple[datetime, str]:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         created_text, job_id = json.loads(raw)
         created_at = datetime.fromisoformat(created_text)
-    except (binascii.Error, UnicodeDecodeError, TypeError, ValueError) as exc:
+        if created_at.tzinfo is None or not isinstance(job_id, str) or not is_uuid(job_id):
+            raise ValueError("not a cursor this API issued")
+        # A moment near year 1 or 9999 with an offset leaves datetime's range once in UTC; deeply
+        # nested JSON (a few KB of "[") exhausts the parser's recursion: both are just foreign tokens.
+        return created_at.astimezone(UTC), job_id
+    except (binascii.Error, UnicodeDecodeError, TypeError, ValueError, OverflowError, RecursionError) as exc:
         raise ValueError("not a cursor this API issued") from exc
-    if created_at.tzinfo is None or not isinstance(job_id, str) or not is_uuid(job_id):
-        raise ValueError("not a cursor this API issued")
-    return created_at.astimezone(UTC), job_id
 
 
 class ListQuery(BaseModel):
@@ -54,6 +56,12 @@ class ListQuery(BaseModel):
     status: JobStatus | None = Field(None, description="only jobs in this status")
     limit: int = Field(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT, description="jobs per page")
     cursor: str | None = Field(None, description="next_cursor of the previous page")
+
+    @field_validator("cursor", mode="before")
+    @classmethod
+    def _empty_is_first_page(cls, value: object) -> object:
+        # `?cursor=` is what a client sends for "no cursor yet" (the schema allows any string).
+        return None if value == "" else value
 
     @field_validator("cursor")
     @classmethod

@@ -1,4 +1,5 @@
-"""Per-key request rate limit (flask-limiter): one budget per API key across every endpoint."""
+"""Per-key request rate limit (flask-limiter): one budget per API key across every endpoint; the
+same store counts failed authentications per address (api.failed_auth)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from flask_limiter import Limiter, RateLimitExceeded
 
 from api.auth import authenticated, current_key_id
 from api.errors import error_response
+from api.failed_auth import EXTENSION_KEY as FAILED_AUTH_EXTENSION
+from api.failed_auth import FailedAuthLimit
 from shared.settings import Settings
 
 # flask-limiter's key prefix, so its counters are easy to tell apart in a shared Redis.
@@ -47,6 +50,7 @@ def install_rate_limit(app: Flask, settings: Settings) -> Limiter:
         swallow_errors=True,
     )
     limiter.init_app(app)
+    app.extensions[FAILED_AUTH_EXTENSION] = FailedAuthLimit(limiter, settings.failed_auth_limit, KEY_PREFIX)
 
     def rate_limited(exc: RateLimitExceeded) -> Response:
         """The JSON 429, with Retry-After: seconds until the key's window has room again."""

@@ -83,6 +83,12 @@ def check_key(session: Session, presented: str) -> KeyResult:
     return KeyResult(KeyCheck.VALID, record.id)
 
 
+def key_is_active(session: Session, key_id: str) -> bool:
+    """True while the key with this id exists and is not revoked (a primary-key lookup)."""
+    record = session.get(ApiKey, key_id)
+    return record is not None and record.revoked_at is None
+
+
 def find_key_by_reference(session: Session, reference: str) -> ApiKey:
     """The one key an id, an id prefix, `imp_<id>` or the whole key names; LookupError otherwise."""
     text = reference.strip().removeprefix(KEY_PREFIX).split("_", 1)[0].lower()

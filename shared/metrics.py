@@ -1,4 +1,4 @@
-"""The API's /metrics: queue depth per transfer queue (broker) and jobs by status (SQL), read at
+"""The API's /metrics: queue depth per queue (broker) and jobs by status (SQL), read at
 scrape time by a custom collector and rendered in Prometheus's text format."""
 
 from __future__ import annotations
@@ -17,15 +17,18 @@ from shared.jobs import as_utc
 from shared.models import Job, utcnow
 from shared.settings import Settings
 from shared.status import JobStatus
-from shared.task_names import TRANSFER_QUEUES
+from shared.task_names import TRANSFER_QUEUES, WEBHOOK_QUEUE
 
 log = logging.getLogger(__name__)
+
+# Every queue the API enqueues on: the transfer size classes and webhook deliveries.
+METERED_QUEUES: tuple[str, ...] = (*TRANSFER_QUEUES, WEBHOOK_QUEUE)
 
 # A scrape must answer before Prometheus's own timeout (10 s by default), even with Redis down.
 BROKER_TIMEOUT_S = 1.0
 
 
-def redis_queue_depths(broker_url: str, queues: tuple[str, ...] = TRANSFER_QUEUES) -> dict[str, int]:
+def redis_queue_depths(broker_url: str, queues: tuple[str, ...] = METERED_QUEUES) -> dict[str, int]:
     """LLEN of each queue's Redis list: messages waiting, not those prefetched or running."""
     client = redis.Redis.from_url(broker_url, socket_connect_timeout=BROKER_TIMEOUT_S, socket_timeout=BROKER_TIMEOUT_S)
     try:
@@ -38,14 +41,14 @@ def redis_queue_depths(broker_url: str, queues: tuple[str, ...] = TRANSFER_QUEUE
     return {queue: int(length) for queue, length in zip(queues, lengths, strict=True)}
 
 
-def folder_queue_depths(folder: Path, queues: tuple[str, ...] = TRANSFER_QUEUES) -> dict[str, int]:
+def folder_queue_depths(folder: Path, queues: tuple[str, ...] = METERED_QUEUES) -> dict[str, int]:
     """Messages waiting in the embedded broker's folder (kombu names them <time>_<uuid>.<queue>.msg)."""
     names = [p.name.partition(".")[2] for p in folder.glob("*.msg")] if folder.is_dir() else []
     return {queue: names.count(f"{queue}.msg") for queue in queues}
 
 
 def queue_depths(settings: Settings) -> dict[str, int] | None:
-    """Waiting messages per transfer queue; None for a broker this cannot read."""
+    """Waiting messages per queue (transfer classes and webhooks); None for a broker this cannot read."""
     url = settings.resolved_broker_url()
     if url.startswith(("redis://", "rediss://")):
         return redis_queue_depths(url)
@@ -95,7 +98,8 @@ class ApiMetricsCollector:
         if depths is not None:
             depth = GaugeMetricFamily(
                 "impasto_queue_depth",
-                "messages waiting in each transfer queue (Redis LLEN; prefetched and running jobs not counted)",
+                "messages waiting in each queue: transfer size classes and webhooks (Redis LLEN; prefetched and "
+                "running ones not counted)",
                 labels=["queue"],
             )
             for queue, length in depths.items():

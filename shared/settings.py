@@ -56,6 +56,14 @@ class Settings(BaseSettings):
         default=None, description="rate-limit counters; default: the broker's Redis, or memory:// for the embedded one"
     )
     max_active_jobs: int = Field(default=20, description="queued plus running jobs one API key may have at once")
+    failed_auth_limit: str = Field(
+        default="30 per minute",
+        description="failed authentications (a key sent and refused) per client address; past it, every "
+        "request with a key from that address gets 429 until the window has room (successes are not counted)",
+    )
+    metrics_token: SecretStr | None = Field(
+        default=None, description="when set, GET /metrics needs `Authorization: Bearer <token>` (IMPASTO_METRICS_TOKEN)"
+    )
     # What client commands (submit, status, cancel) send; default: data_dir/local-api-key, made by `impasto up`.
     api_key: SecretStr | None = Field(default=None, description="API key the client commands send (IMPASTO_API_KEY)")
 
@@ -78,7 +86,17 @@ class Settings(BaseSettings):
     max_event_streams: int = Field(
         default=48,
         ge=1,
-        description="open event streams per API process; each holds one of its 64 threads, the rest serve requests",
+        description="event streams plus `Prefer: wait` submissions held at once per API process; each holds "
+        "one of its 64 threads, the rest serve other requests",
+    )
+    max_held_requests_per_key: int = Field(
+        default=8,
+        ge=1,
+        description="event streams plus `Prefer: wait` submissions one API key may hold at once per API "
+        "process, so one key cannot take every slot of max_event_streams",
+    )
+    sse_key_check_s: float = Field(
+        default=2.0, description="how often an open event stream re-reads its API key; a revoked key's stream ends"
     )
 
     # Worker behaviour

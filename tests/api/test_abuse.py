@@ -114,3 +114,48 @@ def test_a_retry_of_an_accepted_job_is_not_capped(
     replay = post(client, images, "again", {"iterations": 10})
     assert replay.status_code == 202 and replay.get_json()["id"] == first.get_json()["id"]
     assert_429(post(client, images, "new", {}), "too_many_active_jobs")
+
+
+def from_address(client: FlaskClient, address: str) -> FlaskClient:
+    """The client, its requests coming from `address` (request.remote_addr)."""
+    client.environ_base["REMOTE_ADDR"] = address
+    return client
+
+
+def test_failed_authentications_are_limited_per_address(make_app: Callable[..., Flask]) -> None:
+    """Past the limit of refused keys, an address gets 429 with Retry-After, even for a good key; others do not."""
+    app = make_app(failed_auth_limit="5 per minute")
+    guesser = from_address(app.test_client(), "203.0.113.7")
+    bad = {"Authorization": "Bearer imp_0123456789ab_" + "x" * 43}
+    assert [guesser.get("/v1/jobs", headers=bad).status_code for _ in range(5)] == [401] * 5
+    retry_after = assert_429(guesser.get("/v1/jobs", headers=bad), "too_many_failed_authentications")
+    assert retry_after <= 61
+    # The address is refused before any key lookup, so a good key from it waits too (documented).
+    assert_429(from_address(keyed_client(app), "203.0.113.7").get("/v1/jobs"), "too_many_failed_authentications")
+    assert from_address(keyed_client(app), "198.51.100.1").get("/v1/jobs").status_code == 200
+    assert from_address(app.test_client(), "198.51.100.1").get("/v1/jobs", headers=bad).status_code == 401
+    # Public routes need no key and are not refused.
+    assert guesser.get("/healthz").status_code == 200
+
+
+def test_successful_authentications_are_not_counted(make_app: Callable[..., Flask]) -> None:
+    """A busy client with a good key never approaches the failed-auth limit; a request without a key guesses nothing."""
+    app = make_app(failed_auth_limit="3 per minute")
+    client = from_address(keyed_client(app), "192.0.2.9")
+    assert {client.get("/v1/jobs").status_code for _ in range(10)} == {200}
+    anonymous = from_address(app.test_client(), "192.0.2.9")
+    assert {anonymous.get("/v1/jobs").status_code for _ in range(5)} == {401}
+    bad = {"Authorization": "Bearer not-a-key"}
+    assert [anonymous.get("/v1/jobs", headers=bad).status_code for _ in range(4)] == [401, 401, 401, 429]
+
+
+def test_failed_authentications_are_counted_across_api_processes(make_app: Callable[..., Flask]) -> None:
+    """Two apps on one Redis (two gunicorn processes) share the count of an address's refused keys."""
+    first, second = make_app(failed_auth_limit="4 per minute"), make_app(failed_auth_limit="4 per minute")
+    bad = {"Authorization": "Bearer not-a-key"}
+    for app in (first, second, first, second):
+        assert from_address(app.test_client(), "203.0.113.8").get("/v1/jobs", headers=bad).status_code == 401
+    assert_429(
+        from_address(second.test_client(), "203.0.113.8").get("/v1/jobs", headers=bad),
+        "too_many_failed_authentications",
+    )

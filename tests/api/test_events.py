@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +16,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
+from shared.api_keys import revoke_key
 from shared.events import EventPublisher
 from shared.jobs import owned_update
 from shared.status import JobStatus
@@ -216,3 +218,55 @@ def test_event_streams_per_process_are_capped(make_app: Callable[..., Flask], im
     assert again.status_code == 200
     for response in (again, *opened):  # last opened, first closed: the test client nests their contexts
         response.close()
+
+
+@pytest.mark.parametrize("redis_mode", [True, False], ids=["redis", "polled"])
+def test_a_revoked_keys_stream_ends_within_seconds(
+    make_app: Callable[..., Flask], images: Any, open_stream: Callable[..., Stream], redis_mode: bool
+) -> None:
+    """`impasto keys revoke` (shared.api_keys.revoke_key) ends the key's open streams at the next key check."""
+    app = make_app() if redis_mode else make_app(broker_url=None)
+    key = add_key(app, "to-revoke")
+    client = keyed_client(app, key)
+    job_id = submit_with(client, images)
+    stream = open_stream(job_id, with_client=client)
+    assert stream.next().data["status"] == "queued"
+    with impasto_of(app).sessions() as session:
+        assert revoke_key(session, key)[1]
+    revoked_at = time.monotonic()
+    rest = stream.rest()  # the job stays queued: only the revocation can end this stream
+    waited = time.monotonic() - revoked_at
+    assert [m.event for m in rest] == ["error"] and rest[0].data["error"]["code"] == "unauthorized"
+    check_s = impasto_of(app).settings.sse_key_check_s
+    assert waited < check_s + 8, f"the stream ran {waited:.1f} s past the revocation"
+    stream.response.close()  # as the server does once the body ends
+    assert impasto_of(app).held_requests.held() == 0, "the stream's slot is given back"
+    assert client.get(f"/v1/jobs/{job_id}/events").status_code == 401
+
+
+def test_one_key_holds_only_its_share_of_streams_and_waits(make_app: Callable[..., Flask], images: Any) -> None:
+    """Past max_held_requests_per_key a key's next stream is a 429 and its Prefer: wait is answered at once;
+    another key still streams, and a closed stream gives the key its slot back."""
+    app = make_app(max_event_streams=10, max_held_requests_per_key=2, prefer_wait_max_s=30)
+    first, second = keyed_client(app), keyed_client(app)
+    job_id = submit_with(first, images)
+    opened = [first.get(f"/v1/jobs/{job_id}/events", buffered=False) for _ in range(2)]
+    assert [r.status_code for r in opened] == [200, 200]
+    refused = first.get(f"/v1/jobs/{job_id}/events")
+    assert refused.status_code == 429 and int(refused.headers["Retry-After"]) > 0
+    assert refused.get_json()["error"]["code"] == "too_many_streams"
+    data = {"content": (io.BytesIO(images.jpeg), "c.jpg"), "style": [(io.BytesIO(images.png), "s.png")]}
+    started = time.monotonic()
+    unheld = first.post("/v1/jobs", data=data, content_type="multipart/form-data", headers={"Prefer": "wait=30"})
+    assert unheld.status_code == 202 and "Preference-Applied" not in unheld.headers
+    assert time.monotonic() - started < 15, "the wait was held without a slot"
+    other_job = submit_with(second, images)
+    other = second.get(f"/v1/jobs/{other_job}/events", buffered=False)
+    assert other.status_code == 200, "another key's stream is not refused"
+    other.close()  # last opened, first closed: the test client nests their contexts
+    opened.pop().close()
+    again = first.get(f"/v1/jobs/{job_id}/events", buffered=False)
+    assert again.status_code == 200
+    for response in (again, *opened):
+        response.close()
+    assert impasto_of(app).held_requests.held() == 0

@@ -1,54 +1,50 @@
-"""Property-based requests from /openapi.json (schemathesis, over WSGI): whatever the generated
-request, the API never answers 5xx and answers as its spec says."""
+"""Property-based requests from /openapi.json (schemathesis, over WSGI), with every check schemathesis
+has and every phase: the schema's examples, coverage (boundary and invalid values of each
+parameter), fuzzing (positive and negative), and stateful sequences along the links schemathesis
+infers (a submitted job's id flows into get, cancel, delete, events, output...). Whatever the
+request, the API never answers 5xx and answers as its spec says.
+
+Opaque values the spec can only call "a string" (job ids, cursors) and image bytes (the spec cannot
+say "decodable") are swapped for real ones in cases meant to be valid; nothing else is.
+"""
 
 from __future__ import annotations
 
+import base64
 import io
-from collections.abc import Callable
+import itertools
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import schemathesis
 from flask import Flask
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-from hypothesis.errors import Unsatisfiable
-from schemathesis import GenerationMode
-from schemathesis.checks import not_a_server_error
+from hypothesis import HealthCheck, settings
+from schemathesis.checks import CHECKS, load_all_checks
+from schemathesis.core.failures import FailureGroup
 from schemathesis.core.result import Ok
-from schemathesis.specs.openapi.checks import (
-    content_type_conformance,
-    ignored_auth,
-    negative_data_rejection,
-    response_headers_conformance,
-    response_schema_conformance,
-    status_code_conformance,
-)
+from schemathesis.generation.hypothesis.builder import HypothesisTestConfig, HypothesisTestMode, create_test
+from sqlalchemy import delete
 
+from api.pagination import encode_cursor
+from shared.models import IdempotencyKey, Job, JobSnapshot, JobStatusChange
 from shared.status import JobStatus
-from tests.api.conftest import Images, WorkerActions, add_key, keyed_client
+from tests.api.conftest import Images, WorkerActions, add_key, impasto_of, keyed_client
 
-# Examples per operation and mode: about two seconds per database for the whole API.
-MAX_EXAMPLES = 25
-CHECKS = [
-    not_a_server_error,
-    status_code_conformance,
-    content_type_conformance,
-    response_headers_conformance,
-    response_schema_conformance,
-    ignored_auth,  # the request again without its key must be refused
-]
-WITHOUT_INPUTS = {
-    "GET /docs",
-    "GET /healthz",
-    "GET /metrics",
-    "GET /readyz",
-    "GET /",
-    "GET /web/app.js",
-    "GET /web/app.css",
-    "POST /web/login",  # its JSON body (the token) is not in the spec: a generated request is a 400
-}
-# Only meaningful for requests schemathesis made invalid on purpose.
-NEGATIVE_CHECKS = [*CHECKS, negative_data_rejection]
+load_all_checks()
+ALL_CHECKS = CHECKS.get_all()  # positive_data_acceptance, use_after_free, ignored_auth, ... all 14 of them
+# Examples per operation and phase (coverage makes its own, bounded, set): with stateful sequences,
+# well under a minute per database on a loaded 2-core machine.
+MAX_EXAMPLES = 15
+STATEFUL_SEQUENCES = 15
+STATEFUL_STEPS = 6
+STREAM_TIMEOUT_S = 1.0  # how long an event stream is read
+HYPOTHESIS = settings(
+    max_examples=MAX_EXAMPLES,
+    deadline=None,
+    derandomize=True,  # the same examples every run: a failure here is reproducible
+    database=None,  # no .hypothesis folder in the working tree
+    suppress_health_check=list(HealthCheck),
+)
 
 
 def seed_jobs(app: Flask, key: str, images: Images) -> list[str]:
@@ -70,61 +66,107 @@ def seed_jobs(app: Flask, key: str, images: Images) -> list[str]:
     return [queued, succeeded, foreign]
 
 
-def with_real_inputs(case: Any, job_id: str | None, images: Images | None) -> None:
-    """Point a generated case at a real job, and give a generated submission real images."""
-    if job_id is not None and "job_id" in (case.path_parameters or {}):
-        case.path_parameters["job_id"] = job_id
-    if images is not None and isinstance(case.body, dict) and "content" in case.body:
-        case.body["content"] = images.jpeg
-        case.body["style"] = [images.png]
+class RealInputs:
+    """Real values for the opaque parts of generated cases: job ids in turn, a real cursor, real images."""
+
+    def __init__(self, app: Flask, job_ids: list[str], images: Images) -> None:
+        self.job_ids: Iterator[str | None] = itertools.cycle([None, *job_ids])  # None: keep the generated id
+        self.swap_ids = True
+        self.images = images
+        with impasto_of(app).sessions() as session:
+            job = session.get(Job, job_ids[0])
+            assert job is not None
+            self.cursor = encode_cursor(job.created_at, job.id)
+
+    def apply(self, case: Any) -> None:
+        """Point the case at a real job; in a case meant to be valid, use a real cursor and real images."""
+        job_id = next(self.job_ids) if self.swap_ids else None
+        if job_id is not None and "job_id" in (case.path_parameters or {}):
+            case.path_parameters["job_id"] = job_id
+        if not case.meta.generation.mode.is_positive:
+            return  # swapped into a negative case, a real value could make it valid again
+        if case.query and case.query.get("cursor"):
+            case.query["cursor"] = self.cursor
+        if isinstance(case.body, dict) and "content" in case.body:
+            case.body["content"] = self.images.jpeg
+            case.body["style"] = [self.images.png]
 
 
-def fuzz(operation: Any, mode: GenerationMode, key: str, job_ids: list[str], images: Images) -> None:
-    """MAX_EXAMPLES generated requests to one operation in one mode, each validated."""
-    positive = mode == GenerationMode.POSITIVE
-    checks = CHECKS if positive else NEGATIVE_CHECKS
-
-    # Real job ids in both modes: a job id is any string to the spec, so it is never the part
-    # a negative case made invalid. Real images only in positive mode: swapped into a negative
-    # case they could make it valid again.
-    @given(
-        case=operation.as_strategy(generation_mode=mode),
-        job_id=st.sampled_from([None, *job_ids]),
-        real_images=st.sampled_from([None, images]) if positive else st.none(),
+def fuzz_app(make_app: Callable[..., Flask], images: Images) -> tuple[Flask, str, RealInputs]:
+    """An app without abuse limits in the way, a key, and real inputs seeded for it."""
+    app = make_app(
+        rate_limit="100000 per minute",
+        max_active_jobs=100_000,
+        failed_auth_limit="1000000 per minute",
+        # Webhooks enabled, so their fields are tested as well (a Standard Webhooks form of secret).
+        webhook_secret="whsec_" + base64.b64encode(b"fuzz" * 8).decode(),
+        # A stream of an unfinished job never ends: schemathesis stops reading at STREAM_TIMEOUT_S,
+        # noticing it at the next message, so heartbeats come often.
+        sse_heartbeat_s=0.2,
     )
-    @settings(
-        max_examples=MAX_EXAMPLES,
-        deadline=None,
-        derandomize=True,  # the same examples every run: a failure here is reproducible
-        database=None,  # no .hypothesis folder in the working tree
-        suppress_health_check=list(HealthCheck),
-    )
-    def call(case: Any, job_id: str | None, real_images: Images | None) -> None:
-        """One generated request, validated."""
-        with_real_inputs(case, job_id, real_images)
-        case.call_and_validate(headers={"Authorization": f"Bearer {key}"}, checks=checks)
-
-    try:
-        call()
-    except Unsatisfiable:
-        # An operation with no inputs (the health probes) has no invalid variant.
-        assert not positive and operation.label in WITHOUT_INPUTS
-
-
-def test_no_request_makes_a_5xx(make_app: Callable[..., Flask], images: Images) -> None:
-    """Every operation, positive and negative examples, with a valid key: no 5xx, and spec-conformant answers."""
-    app = make_app(rate_limit="100000 per minute", max_active_jobs=1000)
     key = add_key(app)
-    job_ids = seed_jobs(app, key, images)
+    return app, key, RealInputs(app, seed_jobs(app, key, images), images)
+
+
+def test_every_phase_and_check(make_app: Callable[..., Flask], images: Images) -> None:
+    """Every operation through the examples, coverage and fuzzing phases, with all of schemathesis' checks."""
+    app, key, real = fuzz_app(make_app, images)
     schema = schemathesis.openapi.from_wsgi("/openapi.json", app)
     results = list(schema.get_all_operations())
     operations = [result.ok() for result in results if isinstance(result, Ok)]
     assert len(operations) == len(results), results  # every operation's schema loads
     assert {operation.label for operation in operations} >= {
         "POST /v1/jobs", "GET /v1/jobs", "GET /v1/jobs/{job_id}", "DELETE /v1/jobs/{job_id}",
-        "POST /v1/jobs/{job_id}/cancel", "GET /v1/jobs/{job_id}/output",
-        "GET /v1/jobs/{job_id}/intermediates/{iteration}", "GET /healthz", "GET /readyz",
+        "POST /v1/jobs/{job_id}/cancel", "GET /v1/jobs/{job_id}/output", "GET /v1/jobs/{job_id}/events",
+        "GET /v1/jobs/{job_id}/intermediates/{iteration}", "GET /healthz", "GET /readyz", "GET /metrics",
     }  # fmt: skip
-    for operation in operations:
-        for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
-            fuzz(operation, mode, key, job_ids, images)
+    phases: dict[str, int] = {}
+
+    def call(case: Any) -> None:
+        """One generated request, validated by every check."""
+        phases[case.meta.phase.name] = phases.get(case.meta.phase.name, 0) + 1
+        real.apply(case)
+        case.call_and_validate(headers={"Authorization": f"Bearer {key}"}, checks=ALL_CHECKS, timeout=STREAM_TIMEOUT_S)
+
+    config = HypothesisTestConfig(project=schema.config, modes=list(HypothesisTestMode), settings=HYPOTHESIS)
+    failures: dict[str, str] = {}
+    for operation in operations:  # every operation runs: one that fails does not hide the next
+        try:
+            create_test(operation=operation, test_func=call, config=config)()
+        except (FailureGroup, Exception) as exc:  # FailureGroup is a BaseExceptionGroup, not an Exception
+            failures[operation.label] = str(exc)
+    assert not failures, "\n\n".join(f"{label}:\n{text}" for label, text in failures.items())
+    assert phases.keys() >= {"coverage", "fuzzing"}, phases  # the spec has no examples of its own yet
+
+
+def test_stateful_sequences(make_app: Callable[..., Flask], images: Images) -> None:
+    """Sequences along the links schemathesis infers (submit, then get/cancel/delete/events...), all checks."""
+    app, key, real = fuzz_app(make_app, images)
+    schema = schemathesis.openapi.from_wsgi("/openapi.json", app)
+    machine = schema.as_state_machine()
+    assert schema.statistic.transitions.total > 0, "no links: the stateful phase would test nothing"
+
+    # Ids come from the links here; and generation must not depend on state outside the sequence.
+    real.swap_ids = False
+
+    class Sequences(machine):  # type: ignore[valid-type, misc]
+        """The inferred state machine, with the key sent and real images in valid submissions."""
+
+        def setup(self) -> None:
+            # Each sequence starts from the same, empty, state: Hypothesis replays a sequence to
+            # shrink it, and a list that grew meanwhile would take it down another path.
+            with impasto_of(app).sessions() as session:
+                for model in (IdempotencyKey, JobSnapshot, JobStatusChange, Job):  # children first
+                    session.execute(delete(model))
+                session.commit()
+
+        def before_call(self, case: Any) -> None:
+            real.apply(case)
+
+        def get_call_kwargs(self, case: Any) -> dict[str, Any]:
+            return {"headers": {"Authorization": f"Bearer {key}"}, "timeout": STREAM_TIMEOUT_S}
+
+        def validate_response(self, response: Any, case: Any, **kwargs: Any) -> None:
+            case.validate_response(response, checks=ALL_CHECKS, headers=kwargs.get("headers"))
+
+    Sequences.run(settings=settings(HYPOTHESIS, max_examples=STATEFUL_SEQUENCES, stateful_step_count=STATEFUL_STEPS))

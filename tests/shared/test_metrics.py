@@ -18,7 +18,7 @@ from shared.jobs import create_job, request_cancel
 from shared.metrics import folder_queue_depths, render_api_metrics
 from shared.models import Job, utcnow
 from shared.settings import Settings, get_settings
-from shared.task_names import LARGE_QUEUE, SMALL_QUEUE
+from shared.task_names import LARGE_QUEUE, SMALL_QUEUE, WEBHOOK_QUEUE, WEBHOOK_TASK
 from tests.e2e.conftest import free_port
 
 
@@ -65,6 +65,8 @@ def test_queue_depth_and_jobs_by_status(settings: Settings, sessions: sessionmak
     for job_id in ids[:3]:
         assert send_transfer(celery, job_id, SMALL_QUEUE)
     assert send_transfer(celery, ids[3], LARGE_QUEUE)
+    for event in ("started", "completed"):  # webhook deliveries wait on a queue of their own
+        celery.send_task(WEBHOOK_TASK, args=[ids[0], event, None], queue=WEBHOOK_QUEUE)
     celery.close()
     with sessions() as session:
         job = session.get(Job, ids[0])
@@ -76,6 +78,7 @@ def test_queue_depth_and_jobs_by_status(settings: Settings, sessions: sessionmak
     assert values["impasto_broker_up"] == 1 and values["impasto_database_up"] == 1
     assert values["impasto_queue_depth{queue=transfer}"] == 3
     assert values["impasto_queue_depth{queue=transfer.large}"] == 1
+    assert values["impasto_queue_depth{queue=webhooks}"] == 2
     assert values["impasto_jobs{status=queued}"] == 3 and values["impasto_jobs{status=canceled}"] == 1
     assert values["impasto_jobs{status=running}"] == 0 and values["impasto_jobs{status=succeeded}"] == 0
     assert 290 < values["impasto_oldest_queued_job_seconds"] < 400
@@ -101,7 +104,8 @@ def test_an_unreachable_database_is_reported_not_raised(settings: Settings) -> N
 
 def test_embedded_broker_depth_counts_message_files(tmp_path: Path) -> None:
     """The filesystem broker's waiting messages are files named <time>_<uuid>.<queue>.msg."""
-    for name in ("1_a.transfer.msg", "2_b.transfer.msg", "3_c.transfer.large.msg", "4_d.celery.msg"):
+    names = ("1_a.transfer.msg", "2_b.transfer.msg", "3_c.transfer.large.msg", "4_d.celery.msg", "5_e.webhooks.msg")
+    for name in names:
         (tmp_path / name).write_bytes(b"{}")
-    assert folder_queue_depths(tmp_path) == {"transfer": 2, "transfer.large": 1}
-    assert folder_queue_depths(tmp_path / "missing") == {"transfer": 0, "transfer.large": 0}
+    assert folder_queue_depths(tmp_path) == {"transfer": 2, "transfer.large": 1, "webhooks": 1}
+    assert folder_queue_depths(tmp_path / "missing") == {"transfer": 0, "transfer.large": 0, "webhooks": 0}
