@@ -17,14 +17,14 @@ from collections.abc import Iterator
 from typing import Any
 
 import redis
-from flask import Blueprint, Response, request, stream_with_context, url_for
+from flask import Blueprint, Response, request, stream_with_context
 from sqlalchemy.orm import selectinload
 
 from api.auth import current_key_id
 from api.context import Impasto, close_db_session, current_impasto
 from api.errors import ApiError
 from api.held_requests import Refusal
-from api.job_json import job_json
+from api.job_json import external_url, job_json
 from api.jobs import find_job
 from api.openapi import documented
 from api.schemas import ErrorBody
@@ -152,7 +152,7 @@ def is_finished(job: dict[str, Any]) -> bool:
 
 def snapshot_url(job_id: str, iteration: int) -> str:
     """The intermediate image of one snapshot."""
-    return url_for("job_files.get_intermediate", job_id=job_id, iteration=iteration, _external=True)
+    return external_url("job_files.get_intermediate", job_id=job_id, iteration=iteration)
 
 
 def redis_events(impasto: Impasto, url: str, job_id: str, last_event_id: str, key_watch: KeyWatch) -> Iterator[str]:

@@ -189,6 +189,31 @@ def test_sql_polling_fallback(make_app: Callable[..., Flask], images: Any, open_
     assert [(m.event, m.id) for m in resumed] == [("status", "7"), ("completed", "8")]
 
 
+@pytest.mark.parametrize("broker", ["redis", "sql"])
+def test_snapshot_urls_start_with_impasto_url_whatever_the_host_header(
+    make_app: Callable[..., Flask], images: Any, publisher: EventPublisher, broker: str
+) -> None:
+    """With IMPASTO_URL set, a snapshot event's URL is on it, never on a crafted Host header."""
+    polling = {"broker_url": None, "sse_poll_s": 0.02} if broker == "sql" else {}
+    app = make_app(url="https://impasto.example.com", **polling)
+    client = keyed_client(app)
+    actions = WorkerActions(app, images.png)
+    job_id = submit_with(client, images)
+    response = client.get(f"/v1/jobs/{job_id}/events", headers={"Host": "evil.example:666"}, buffered=False)
+    stream = Stream(response)
+    messages = [stream.next()]
+    actions.claim(job_id)
+    actions.snapshot(job_id, 5)
+    if broker == "redis":
+        publisher.publish(job_id, "snapshot", {"iteration": 5})
+    while not any(m.event == "snapshot" for m in messages):
+        messages.append(stream.next())
+    response.close()
+    snapshots = [m.data["url"] for m in messages if m.event == "snapshot"]
+    assert snapshots == [f"https://impasto.example.com/v1/jobs/{job_id}/intermediates/5"]
+    assert "evil" not in json.dumps([m.data for m in messages])
+
+
 def test_another_keys_job_is_not_found(app: Flask, submit: Submit) -> None:
     """Key B cannot watch key A's job, nor a job that does not exist; no key is a 401."""
     job_id = submit().get_json()["id"]
