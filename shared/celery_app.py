@@ -39,8 +39,11 @@ def make_celery(settings: Settings) -> Celery:
         # One job at a time per process: a prefetched job would wait behind a long one while
         # another GPU sits idle.
         worker_prefetch_multiplier=1,
-        # CUDA and forked pools do not mix (celery #3402): one solo process per GPU.
-        worker_pool="solo",
+        # CUDA and forked pools do not mix (celery #3402): one process per GPU, and in it a thread
+        # pool of one. Not the solo pool: it runs the job on the consumer's own thread, which then
+        # sends no heartbeat, task event or control reply until the job ends (a busy worker looked
+        # dead to Flower and `celery inspect`). With threads the consumer stays free for those.
+        worker_pool="threads",
         worker_concurrency=1,
         # Job state lives in SQL; Celery's result backend would be a second, weaker truth.
         task_ignore_result=True,

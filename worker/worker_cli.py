@@ -1,6 +1,7 @@
-"""`impasto worker`: one Celery worker process (solo pool, one job at a time), or with --gpus a
-supervising parent that runs one such process per GPU. Nothing here imports torch: the parent
-never initialises CUDA, and a child imports torch only after its environment pins its GPU."""
+"""`impasto worker`: one Celery worker process (one job at a time, on a thread of its own, so the
+process keeps answering heartbeats and `celery inspect`), or with --gpus a supervising parent that
+runs one such process per GPU. Nothing here imports torch: the parent never initialises CUDA, and a
+child imports torch only after its environment pins its GPU."""
 
 from __future__ import annotations
 
@@ -55,7 +56,7 @@ def run_one_worker(name: str | None, queues: str | None, max_pixels: int | None,
     serve_worker_metrics(settings.worker_metrics_port)
     argv = [
         "worker",
-        "--pool=solo",
+        "--pool=threads",  # one job thread; the main thread keeps consuming control messages
         "--concurrency=1",
         f"--hostname={name or 'cpu@' + socket.gethostname()}",
         f"--queues={queues or ','.join(queues_for_capacity(max_pixels, settings))}",
