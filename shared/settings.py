@@ -83,6 +83,15 @@ class Settings(BaseSettings):
     worker_metrics_port: int = Field(
         default=0, description="Prometheus port of a worker process (child N of `worker --gpus`: port+N); 0 = off"
     )
+    # Operations: worker metrics address, Flower's login, broker-loss detection, RabbitMQ (deploy/README.md).
+    worker_metrics_host: str = Field(
+        default="127.0.0.1",
+        description="address a worker's metrics port binds; 0.0.0.0 (or the pod IP) for a scraper on another host",
+    )
+    flower_basic_auth: SecretStr | None = Field(
+        default=None,
+        description="`impasto flower` login, user:password (comma-separated for several); unset: its API answers 401",
+    )
 
     # Size classes: a job goes to the queue of the smallest class that holds its output pixels.
     small_job_max_pixels: int = Field(

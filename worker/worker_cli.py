@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 
 
 @click.command()
-@click.option("--name", default=None, help="Celery node name of the single process (default: cpu@<host>)")
+@click.option("--name", default=None, help="Celery node name of the single process (default: cpu-<pid>@<host>)")
 @click.option(
     "--queues", default=None, help="comma-separated queues to consume (default: the size classes this worker holds)"
 )
@@ -43,8 +43,13 @@ def worker(name: str | None, queues: str | None, gpus: str | None, max_pixels: i
         run_one_worker(name, queues, max_pixels, loglevel)
         return
     if name is not None:
-        raise click.UsageError("--name names the single process; with --gpus each child is gpu<N>@<host>")
+        raise click.UsageError("--name names the single process; with --gpus each child is gpu<N>-<pid>@<host>")
     sys.exit(supervise(gpus, queues, max_pixels, loglevel))
+
+
+def default_node_name(kind: str, pid: int, host: str) -> str:
+    """A node name unique on its machine: two workers started alike (`--gpus cpu` twice) differ by pid."""
+    return f"{kind}-{pid}@{host}"
 
 
 def run_one_worker(name: str | None, queues: str | None, max_pixels: int | None, loglevel: str) -> None:
@@ -58,7 +63,7 @@ def run_one_worker(name: str | None, queues: str | None, max_pixels: int | None,
         "worker",
         "--pool=threads",  # one job thread; the main thread keeps consuming control messages
         "--concurrency=1",
-        f"--hostname={name or 'cpu@' + socket.gethostname()}",
+        f"--hostname={name or default_node_name('cpu', os.getpid(), socket.gethostname())}",
         f"--queues={queues or ','.join(queues_for_capacity(max_pixels, settings))}",
         f"--loglevel={loglevel}",
         # Gossip and mingle exchange broadcasts between workers; jobs need none of it, and the
@@ -88,6 +93,6 @@ def supervise(gpus: str, queues: str | None, max_pixels: int | None, loglevel: s
         log.warning("nvidia-smi lists no GPU; taking --gpus %s on trust (memory unknown)", gpus)
     host = socket.gethostname()
     specs = child_specs(
-        chosen, settings, dict(os.environ), host, max_pixels=max_pixels, queues=queues, loglevel=loglevel
+        chosen, settings, dict(os.environ), host, os.getpid(), max_pixels=max_pixels, queues=queues, loglevel=loglevel
     )
     return run_supervisor(Supervisor(specs, settings.shutdown_timeout_s))
