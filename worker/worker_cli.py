@@ -58,7 +58,7 @@ def run_one_worker(name: str | None, queues: str | None, max_pixels: int | None,
     from worker.celery_worker import app  # built here, in the process that runs it (imports torch)
     from worker.metrics import serve_worker_metrics
 
-    serve_worker_metrics(settings.worker_metrics_port)
+    serve_worker_metrics(settings.worker_metrics_port, settings.worker_metrics_host)
     argv = [
         "worker",
         "--pool=threads",  # one job thread; the main thread keeps consuming control messages

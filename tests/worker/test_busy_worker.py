@@ -26,6 +26,8 @@ from shared.models import Job
 from shared.settings import Settings, get_settings
 from shared.storage import make_storage, upload_key
 from shared.task_names import SMALL_QUEUE
+from tests.e2e.conftest import free_port
+from tests.worker.test_worker_metrics import listening_hosts
 
 ROOT = Path(__file__).resolve().parents[2]
 NODE = "busy@localhost"
@@ -124,7 +126,13 @@ def settings(tmp_path: Path, postgres_url: str, redis_url: str) -> Settings:
 
 
 @pytest.fixture
-def worker(settings: Settings, tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+def metrics_port() -> int:
+    """A free port for the worker's metrics."""
+    return free_port()
+
+
+@pytest.fixture
+def worker(settings: Settings, tmp_path: Path, metrics_port: int) -> Iterator[subprocess.Popen[bytes]]:
     """`impasto worker --name busy@localhost` as a real process (SIGKILLed if a test leaves it running)."""
     env = {
         **os.environ,
@@ -135,6 +143,7 @@ def worker(settings: Settings, tmp_path: Path) -> Iterator[subprocess.Popen[byte
         "IMPASTO_DEVICE": "cpu",
         "IMPASTO_PROGRESS_INTERVAL_S": "0.2",
         "OMP_NUM_THREADS": "1",
+        "IMPASTO_WORKER_METRICS_PORT": str(metrics_port),  # on the default host: loopback only
     }
     with open(tmp_path / "worker.log", "wb") as log:
         process = subprocess.Popen(
@@ -148,7 +157,7 @@ def worker(settings: Settings, tmp_path: Path) -> Iterator[subprocess.Popen[byte
 
 
 def test_a_worker_running_a_job_answers_control_and_shows_its_task_started(
-    settings: Settings, worker: subprocess.Popen[bytes], samples: Path, tmp_path: Path
+    settings: Settings, worker: subprocess.Popen[bytes], metrics_port: int, samples: Path, tmp_path: Path
 ) -> None:
     """Mid-job: ping and active answer within 2 s, heartbeats keep coming, the task is STARTED on the
     worker; then SIGTERM still hands the job back and the process exits cleanly."""
@@ -157,6 +166,7 @@ def test_a_worker_running_a_job_answers_control_and_shows_its_task_started(
     log = tmp_path / "worker.log"
     try:
         wait_until(lambda: inspect.ping(), 120, f"worker answers ping when idle\n{log.read_text()[-2000:]}")
+        assert listening_hosts(metrics_port) == {"127.0.0.1"}, "the metrics port keeps to loopback by default"
         with EventWatcher(app) as events:
             job_id = insert_job(settings, samples, iterations=5000)
             wait_until(lambda: job_row(settings, job_id).iteration >= 5, 120, "the job is running")
