@@ -32,11 +32,11 @@ class BrokerSentinel:
         self.client = client
 
     def lost_since_last_look(self) -> bool:
-        """True when the broker was flushed or restarted since the sentinel was last set (and not the first time
-        the sentinel is seen missing by some other reconciler); plants the sentinel for the next look."""
+        """True when the broker was flushed or restarted since the sentinel was last set (or it never was: the first
+        look counts as a loss, one harmless duplicate a queued job); plants the sentinel for the next look."""
         run_id = self.client.info("server")["run_id"]
-        previous = self.client.set(SENTINEL_KEY, run_id, get=True)
-        if previous is not None and previous.decode() == run_id:
+        previous = self.client.set(SENTINEL_KEY, run_id, get=True)  # the old value, bytes, or None
+        if isinstance(previous, bytes) and previous.decode() == run_id:
             return False
         log.warning("the broker lost its messages (%s)", "restarted" if previous else "sentinel gone: flushed")
         return True
