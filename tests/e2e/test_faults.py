@@ -30,6 +30,7 @@ from shared.enqueue import send_transfer
 from shared.settings import get_settings
 from shared.task_names import SMALL_QUEUE
 from tests.e2e.conftest import ROOT, Processes, free_port, wait_ready
+from tests.e2e.rabbitmq import rabbitmq_vhost
 
 T = TypeVar("T")
 
@@ -346,11 +347,22 @@ def checkpoint_before(stack: FaultStack, job_id: str, moment: datetime) -> int:
     return max((i for i, created in stack.snapshots(job_id) if created <= moment), default=0)
 
 
+@pytest.fixture(params=["redis", "rabbitmq"])
+def broker_env(request: pytest.FixtureRequest, fault_redis_url: str) -> Iterator[dict[str, str]]:
+    """Extra environment for a FaultStack: none (Redis is the broker), or RabbitMQ as the broker (a vhost of
+    its own) with the stack's Redis carrying only the live events."""
+    if request.param == "redis":
+        yield {}
+        return
+    with rabbitmq_vhost() as amqp_url:
+        yield {"IMPASTO_BROKER_URL": amqp_url, "IMPASTO_EVENTS_REDIS_URL": fault_redis_url}
+
+
 def test_killed_worker_job_resumes_from_checkpoint_on_another(
-    open_stack: Callable[..., FaultStack], samples: Path
+    broker_env: dict[str, str], open_stack: Callable[..., FaultStack], samples: Path
 ) -> None:
     """kill -9 mid-job: the lease expires, another worker resumes from the last snapshot and succeeds."""
-    stack = open_stack(workers=2)
+    stack = open_stack(workers=2, **broker_env)
     for name in ("w1", "w2"):
         stack.wait_worker_ready(name)
     iterations = 40
