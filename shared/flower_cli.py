@@ -35,7 +35,7 @@ def flower(port: int, address: str, basic_auth: str | None, flower_options: tupl
     if settings.uses_embedded_broker():
         # Flower binds an event queue in the broker; the filesystem transport keeps that binding
         # after Flower exits, and every later event would pile up as a file nobody reads.
-        raise click.ClickException("Flower needs a broker server: set IMPASTO_BROKER_URL=redis://...")
+        raise click.ClickException("Flower needs a broker server: set IMPASTO_BROKER_URL=redis://... or amqp://...")
     credentials = basic_auth or (settings.flower_basic_auth.get_secret_value() if settings.flower_basic_auth else None)
     if credentials:
         if not all(":" in pair for pair in credentials.split(",")):
