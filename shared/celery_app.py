@@ -9,6 +9,22 @@ from shared.settings import Settings
 from shared.task_names import TRANSFER_QUEUE, TRANSFER_QUEUES, TRANSFER_TASK, WEBHOOK_QUEUE, WEBHOOK_TASK
 
 
+def queue_arguments(settings: Settings, name: str) -> dict[str, object] | None:
+    """RabbitMQ declaration arguments of a queue; None on other brokers (they take none)."""
+    if not settings.uses_amqp_broker():
+        return None
+    # RabbitMQ closes the channel of a consumer that holds an unacked message longer than its
+    # consumer_timeout (30 min by default), and late acks hold one for a whole job: as long as the
+    # Redis visibility timeout, on servers that take it per queue (3.12+; older ones ignore it).
+    arguments: dict[str, object] = {"x-consumer-timeout": settings.visibility_timeout_s * 1000}
+    # Quorum queues are replicated and survive a node's loss; they take no priorities (none are
+    # used) and only per-consumer prefetch (Celery detects them). Webhook retries are countdowns,
+    # which on quorum queues need topic exchanges; that queue stays classic (durable all the same).
+    if settings.amqp_queue_type == "quorum" and name != WEBHOOK_QUEUE:
+        arguments["x-queue-type"] = "quorum"
+    return arguments
+
+
 def make_celery(settings: Settings) -> Celery:
     """A Celery app for the configured broker; results live in SQL, not in Celery."""
     app = Celery("impasto", broker=settings.resolved_broker_url(), set_as_current=False)
@@ -39,8 +55,11 @@ def make_celery(settings: Settings) -> Celery:
         # One job at a time per process: a prefetched job would wait behind a long one while
         # another GPU sits idle.
         worker_prefetch_multiplier=1,
-        # CUDA and forked pools do not mix (celery #3402): one solo process per GPU.
-        worker_pool="solo",
+        # CUDA and forked pools do not mix (celery #3402): one process per GPU, and in it a thread
+        # pool of one. Not the solo pool: it runs the job on the consumer's own thread, which then
+        # sends no heartbeat, task event or control reply until the job ends (a busy worker looked
+        # dead to Flower and `celery inspect`). With threads the consumer stays free for those.
+        worker_pool="threads",
         worker_concurrency=1,
         # Job state lives in SQL; Celery's result backend would be a second, weaker truth.
         task_ignore_result=True,
@@ -49,7 +68,10 @@ def make_celery(settings: Settings) -> Celery:
         # GPU workers name their queues (--queues), so listing the webhook queue here does not make
         # them consume it; only `impasto webhook-worker` does.
         task_queues=[
-            Queue(name, Exchange(name, type="direct"), routing_key=name) for name in (*TRANSFER_QUEUES, WEBHOOK_QUEUE)
+            Queue(
+                name, Exchange(name, type="direct"), routing_key=name, queue_arguments=queue_arguments(settings, name)
+            )
+            for name in (*TRANSFER_QUEUES, WEBHOOK_QUEUE)
         ],
         task_routes={TRANSFER_TASK: {"queue": TRANSFER_QUEUE}, WEBHOOK_TASK: {"queue": WEBHOOK_QUEUE}},
         task_default_queue=TRANSFER_QUEUE,

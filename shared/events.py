@@ -64,8 +64,8 @@ def _ends_the_job(event: str, data: dict[str, Any]) -> bool:
 
 
 def redis_url_for_events(settings: Settings) -> str | None:
-    """The Redis that carries events: the broker when it is Redis, else none."""
-    url = settings.resolved_broker_url()
+    """The Redis that carries events: IMPASTO_EVENTS_REDIS_URL, else the broker when it is Redis, else none."""
+    url = settings.events_redis_url or settings.resolved_broker_url()
     return url if url.startswith(("redis://", "rediss://")) else None
 
 

@@ -3,11 +3,14 @@ scrape time by a custom collector and rendered in Prometheus's text format."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Iterator
 from pathlib import Path
 
 import redis
+from kombu import Connection
+from kombu.exceptions import ChannelError
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from sqlalchemy import func, select
@@ -41,6 +44,23 @@ def redis_queue_depths(broker_url: str, queues: tuple[str, ...] = METERED_QUEUES
     return {queue: int(length) for queue, length in zip(queues, lengths, strict=True)}
 
 
+def amqp_queue_depths(broker_url: str, queues: tuple[str, ...] = METERED_QUEUES) -> dict[str, int]:
+    """Ready messages of each RabbitMQ queue (a passive declare: read, never created); 0 for one not declared yet."""
+    depths = {}
+    with Connection(broker_url, connect_timeout=BROKER_TIMEOUT_S) as connection:
+        connection.ensure_connection(max_retries=1, timeout=BROKER_TIMEOUT_S)
+        for queue in queues:
+            channel = connection.channel()  # a failed passive declare closes its channel
+            try:
+                depths[queue] = int(channel.queue_declare(queue=queue, passive=True).message_count)
+            except ChannelError:  # NOT_FOUND: no worker or sender has declared it yet
+                depths[queue] = 0
+            finally:
+                with contextlib.suppress(ChannelError, OSError):
+                    channel.close()
+    return depths
+
+
 def folder_queue_depths(folder: Path, queues: tuple[str, ...] = METERED_QUEUES) -> dict[str, int]:
     """Messages waiting in the embedded broker's folder (kombu names them <time>_<uuid>.<queue>.msg)."""
     names = [p.name.partition(".")[2] for p in folder.glob("*.msg")] if folder.is_dir() else []
@@ -52,6 +72,8 @@ def queue_depths(settings: Settings) -> dict[str, int] | None:
     url = settings.resolved_broker_url()
     if url.startswith(("redis://", "rediss://")):
         return redis_queue_depths(url)
+    if settings.uses_amqp_broker():
+        return amqp_queue_depths(url)
     if settings.uses_embedded_broker():
         return folder_queue_depths(settings.broker_folder())
     return None
@@ -98,8 +120,8 @@ class ApiMetricsCollector:
         if depths is not None:
             depth = GaugeMetricFamily(
                 "impasto_queue_depth",
-                "messages waiting in each queue: transfer size classes and webhooks (Redis LLEN; prefetched and "
-                "running ones not counted)",
+                "messages waiting in each queue: transfer size classes and webhooks (Redis LLEN, RabbitMQ "
+                "ready count; prefetched and running ones not counted)",
                 labels=["queue"],
             )
             for queue, length in depths.items():

@@ -10,11 +10,13 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 import click
+import redis
 from celery import Celery
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from shared.broker_loss import BrokerSentinel, broker_sentinel
 from shared.celery_app import make_celery
 from shared.database import make_engine, make_sessionmaker
 from shared.enqueue import send_transfer
@@ -40,14 +42,51 @@ class ReconcileReport:
     failed: list[str] = field(default_factory=list)  # expired leases past the attempts cap
     canceled: list[str] = field(default_factory=list)  # expired leases of jobs with a pending cancel
     purged_keys: int = 0  # expired Idempotency-Key records deleted
+    unsent: list[str] = field(default_factory=list)  # re-sends the broker refused (down): tried again later
+    broker_lost: bool = False  # the broker was seen flushed or restarted: every queued job was re-sent
+
+
+def broker_lost(sentinel: BrokerSentinel | None) -> bool:
+    """Whether the broker lost its messages since the last pass (False when it cannot be told or reached)."""
+    if sentinel is None:
+        return False
+    try:
+        return sentinel.lost_since_last_look()
+    except redis.RedisError as exc:  # a broker that is down now is looked at again next pass
+        log.warning("broker sentinel not read: %s", exc)
+        return False
 
 
 def reconcile_once(
-    sessions: sessionmaker[Session], celery: Celery, settings: Settings, events: EventPublisher | None = None
+    sessions: sessionmaker[Session],
+    celery: Celery,
+    settings: Settings,
+    events: EventPublisher | None = None,
+    sentinel: BrokerSentinel | None = None,
 ) -> ReconcileReport:
-    """One pass over jobs that the broker may have lost; `events` tells watchers of the jobs it ends."""
+    """One pass over jobs that the broker may have lost; `events` tells watchers of the jobs it ends,
+    `sentinel` notices a flushed or restarted broker (then every queued job is re-sent at once)."""
     events = events if events is not None else EventPublisher(None)
-    report = ReconcileReport()
+    report = ReconcileReport(broker_lost=broker_lost(sentinel))
+    try:
+        _reconcile_jobs(sessions, celery, settings, events, report)
+    except Exception:
+        if report.broker_lost and sentinel is not None:
+            sentinel.forget()  # the loss is reported again next pass, and those re-sends retried
+        raise
+    if report.broker_lost and sentinel is not None and report.unsent:
+        sentinel.forget()
+    try:
+        with sessions() as session:  # a lookup deletes the key it finds expired; these are the rest
+            report.purged_keys = purge_expired_keys(session)
+    except SQLAlchemyError as exc:  # housekeeping only: the jobs' work above is done, retention still runs
+        log.warning("expired idempotency keys not purged: %s", exc)
+    return report
+
+
+def _reconcile_jobs(
+    sessions: sessionmaker[Session], celery: Celery, settings: Settings, events: EventPublisher, report: ReconcileReport
+) -> None:
     now = utcnow()
     with sessions() as session:
         expired = (
@@ -64,17 +103,21 @@ def reconcile_once(
             elif ended is not None:  # failed at the attempts cap, or canceled: nobody will run it again
                 (report.failed if ended is JobStatus.FAILED else report.canceled).append(job_id)
                 announce_end(settings, events, session.get_one(Job, job_id))
-        cutoff = now - timedelta(seconds=settings.requeue_after_s)
+        # After a broker loss every queued job's message is gone, however recently it was sent.
+        cutoff = now if report.broker_lost else now - timedelta(seconds=settings.requeue_after_s)
+        created_before = now if report.broker_lost else now - timedelta(seconds=settings.enqueue_grace_s)
         stale = session.execute(
             select(Job.id, Job.queue).where(
                 Job.status == JobStatus.QUEUED.value,
                 Job.cancel_requested.is_(False),
                 or_(Job.enqueued_at.is_(None), Job.enqueued_at < cutoff),
-                Job.created_at < now - timedelta(seconds=settings.enqueue_grace_s),
+                Job.created_at < created_before,
             )
         ).all()
         resend = []
         for job_id, queue in stale:
+            if job_id in report.handed_back:  # sent below, once
+                continue
             won = execute_update(
                 session,
                 update(Job)
@@ -91,14 +134,10 @@ def reconcile_once(
         for job_id in report.handed_back:
             resend.append((job_id, session.get(Job, job_id).queue))  # type: ignore[union-attr]
     for job_id, queue in resend:
-        if send_transfer(celery, job_id, queue) and job_id not in report.handed_back:
+        if not send_transfer(celery, job_id, queue):
+            report.unsent.append(job_id)
+        elif job_id not in report.handed_back:
             report.resent.append(job_id)
-    try:
-        with sessions() as session:  # a lookup deletes the key it finds expired; these are the rest
-            report.purged_keys = purge_expired_keys(session)
-    except SQLAlchemyError as exc:  # housekeeping only: the jobs' work above is done, retention still runs
-        log.warning("expired idempotency keys not purged: %s", exc)
-    return report
 
 
 @click.command()
@@ -111,10 +150,13 @@ def reconcile(interval: float | None, once: bool) -> None:
     sessions = make_sessionmaker(make_engine(settings))
     celery = make_celery(settings)
     events = make_publisher(settings)
+    sentinel = broker_sentinel(settings)
     storage = make_storage(settings.resolved_storage_url(), settings.s3_endpoint_url)
     while True:
         try:
-            report = reconcile_once(sessions, celery, settings, events)
+            report = reconcile_once(sessions, celery, settings, events, sentinel)
+            if report.broker_lost:
+                log.warning("broker lost its messages: re-sent all %d queued jobs at once", len(report.resent))
             if report.resent or report.handed_back or report.failed or report.canceled:
                 log.info(
                     "resent %s, handed back %s, failed %s, canceled %s",

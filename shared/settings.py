@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -113,6 +113,23 @@ class Settings(BaseSettings):
     worker_metrics_port: int = Field(
         default=0, description="Prometheus port of a worker process (child N of `worker --gpus`: port+N); 0 = off"
     )
+    # Operations: worker metrics address, Flower's login, broker-loss detection, RabbitMQ (deploy/README.md).
+    worker_metrics_host: str = Field(
+        default="127.0.0.1",
+        description="address a worker's metrics port binds; 0.0.0.0 (or the pod IP) for a scraper on another host",
+    )
+    flower_basic_auth: SecretStr | None = Field(
+        default=None,
+        description="`impasto flower` login, user:password (comma-separated for several); unset: its API answers 401",
+    )
+    amqp_queue_type: Literal["quorum", "classic"] = Field(
+        default="quorum",
+        description="RabbitMQ type of the transfer queues (replicated quorum, or classic); fixed once declared",
+    )
+    events_redis_url: str | None = Field(
+        default=None,
+        description="Redis for live job events when the broker is not Redis (RabbitMQ); unset there: streams poll SQL",
+    )
 
     # Size classes: a job goes to the queue of the smallest class that holds its output pixels.
     small_job_max_pixels: int = Field(
@@ -212,6 +229,10 @@ class Settings(BaseSettings):
     def broker_folder(self) -> Path:
         """The embedded broker's message folder."""
         return (self.data_dir / "broker").resolve()
+
+    def uses_amqp_broker(self) -> bool:
+        """True when the broker is RabbitMQ (or another AMQP 0-9-1 server)."""
+        return self.resolved_broker_url().startswith(("amqp://", "amqps://", "pyamqp://"))
 
     def uses_embedded_broker(self) -> bool:
         """True when messages go through the filesystem transport rather than a server."""

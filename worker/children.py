@@ -56,15 +56,20 @@ def child_specs(
     settings: Settings,
     base_env: dict[str, str],
     host: str,
+    pid: int,
     max_pixels: int | None = None,
     queues: str | None = None,
     loglevel: str = "INFO",
 ) -> list[ChildSpec]:
-    """One spec per GPU; with no GPUs, one CPU worker. Child N serves metrics on port+N."""
+    """One spec per GPU; with no GPUs, one CPU worker. Child N serves metrics on port+N.
+
+    Children are named gpu<N>-<pid>@<host> (cpu-<pid>@<host>) after the supervisor's pid: unique on
+    the machine even when two supervisors run there, and the same across a child's restarts.
+    """
     slots: list[Gpu | None] = list(gpus) or [None]
     specs = []
     for number, gpu in enumerate(slots):
-        name = f"gpu{gpu.index}@{host}" if gpu is not None else f"cpu@{host}"
+        name = f"gpu{gpu.index}-{pid}@{host}" if gpu is not None else f"cpu-{pid}@{host}"
         port = settings.worker_metrics_port + number if settings.worker_metrics_port > 0 else 0
         child_queue_names = child_queues(gpu, max_pixels, queues, settings)
         log.info("%s consumes %s", name, ",".join(child_queue_names))

@@ -76,8 +76,8 @@ def worker_metrics() -> WorkerMetrics:
     return WorkerMetrics()
 
 
-def serve_worker_metrics(port: int, host: str = "0.0.0.0") -> WSGIServer | None:
-    """Serve this process's metrics over HTTP on `port` (0: off) from a daemon thread; None if not served."""
+def serve_worker_metrics(port: int, host: str) -> WSGIServer | None:
+    """Serve this process's metrics over HTTP on host:port (port 0: off) from a daemon thread; None if not served."""
     if port <= 0:
         return None
     try:

@@ -1,6 +1,7 @@
-"""`impasto worker`: one Celery worker process (solo pool, one job at a time), or with --gpus a
-supervising parent that runs one such process per GPU. Nothing here imports torch: the parent
-never initialises CUDA, and a child imports torch only after its environment pins its GPU."""
+"""`impasto worker`: one Celery worker process (one job at a time, on a thread of its own, so the
+process keeps answering heartbeats and `celery inspect`), or with --gpus a supervising parent that
+runs one such process per GPU. Nothing here imports torch: the parent never initialises CUDA, and a
+child imports torch only after its environment pins its GPU."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ log = logging.getLogger(__name__)
 
 
 @click.command()
-@click.option("--name", default=None, help="Celery node name of the single process (default: cpu@<host>)")
+@click.option("--name", default=None, help="Celery node name of the single process (default: cpu-<pid>@<host>)")
 @click.option(
     "--queues", default=None, help="comma-separated queues to consume (default: the size classes this worker holds)"
 )
@@ -42,8 +43,13 @@ def worker(name: str | None, queues: str | None, gpus: str | None, max_pixels: i
         run_one_worker(name, queues, max_pixels, loglevel)
         return
     if name is not None:
-        raise click.UsageError("--name names the single process; with --gpus each child is gpu<N>@<host>")
+        raise click.UsageError("--name names the single process; with --gpus each child is gpu<N>-<pid>@<host>")
     sys.exit(supervise(gpus, queues, max_pixels, loglevel))
+
+
+def default_node_name(kind: str, pid: int, host: str) -> str:
+    """A node name unique on its machine: two workers started alike (`--gpus cpu` twice) differ by pid."""
+    return f"{kind}-{pid}@{host}"
 
 
 def run_one_worker(name: str | None, queues: str | None, max_pixels: int | None, loglevel: str) -> None:
@@ -52,12 +58,12 @@ def run_one_worker(name: str | None, queues: str | None, max_pixels: int | None,
     from worker.celery_worker import app  # built here, in the process that runs it (imports torch)
     from worker.metrics import serve_worker_metrics
 
-    serve_worker_metrics(settings.worker_metrics_port)
+    serve_worker_metrics(settings.worker_metrics_port, settings.worker_metrics_host)
     argv = [
         "worker",
-        "--pool=solo",
+        "--pool=threads",  # one job thread; the main thread keeps consuming control messages
         "--concurrency=1",
-        f"--hostname={name or 'cpu@' + socket.gethostname()}",
+        f"--hostname={name or default_node_name('cpu', os.getpid(), socket.gethostname())}",
         f"--queues={queues or ','.join(queues_for_capacity(max_pixels, settings))}",
         f"--loglevel={loglevel}",
         # Gossip and mingle exchange broadcasts between workers; jobs need none of it, and the
@@ -87,6 +93,6 @@ def supervise(gpus: str, queues: str | None, max_pixels: int | None, loglevel: s
         log.warning("nvidia-smi lists no GPU; taking --gpus %s on trust (memory unknown)", gpus)
     host = socket.gethostname()
     specs = child_specs(
-        chosen, settings, dict(os.environ), host, max_pixels=max_pixels, queues=queues, loglevel=loglevel
+        chosen, settings, dict(os.environ), host, os.getpid(), max_pixels=max_pixels, queues=queues, loglevel=loglevel
     )
     return run_supervisor(Supervisor(specs, settings.shutdown_timeout_s))

@@ -24,11 +24,13 @@ from PIL import Image
 from sqlalchemy import Engine, RowMapping, create_engine, text
 
 from shared.api_keys import issue_key
+from shared.broker_loss import SENTINEL_KEY
 from shared.celery_app import make_celery
 from shared.enqueue import send_transfer
 from shared.settings import get_settings
 from shared.task_names import SMALL_QUEUE
 from tests.e2e.conftest import ROOT, Processes, free_port, wait_ready
+from tests.e2e.rabbitmq import rabbitmq_vhost
 
 T = TypeVar("T")
 
@@ -169,7 +171,7 @@ class FaultStack:
         port = free_port()
         self.processes.start("api", "api", "--port", str(port), "--workers", "1")
         if reconciler:
-            self.processes.start("reconciler", "reconcile", "--interval", FAST_ENV["IMPASTO_RECONCILE_INTERVAL_S"])
+            self.processes.start("reconciler", "reconcile", "--interval", self.env["IMPASTO_RECONCILE_INTERVAL_S"])
         for _ in range(workers):
             self.start_worker()
         self.url = f"http://127.0.0.1:{port}"
@@ -345,11 +347,22 @@ def checkpoint_before(stack: FaultStack, job_id: str, moment: datetime) -> int:
     return max((i for i, created in stack.snapshots(job_id) if created <= moment), default=0)
 
 
+@pytest.fixture(params=["redis", "rabbitmq"])
+def broker_env(request: pytest.FixtureRequest, fault_redis_url: str) -> Iterator[dict[str, str]]:
+    """Extra environment for a FaultStack: none (Redis is the broker), or RabbitMQ as the broker (a vhost of
+    its own) with the stack's Redis carrying only the live events."""
+    if request.param == "redis":
+        yield {}
+        return
+    with rabbitmq_vhost() as amqp_url:
+        yield {"IMPASTO_BROKER_URL": amqp_url, "IMPASTO_EVENTS_REDIS_URL": fault_redis_url}
+
+
 def test_killed_worker_job_resumes_from_checkpoint_on_another(
-    open_stack: Callable[..., FaultStack], samples: Path
+    broker_env: dict[str, str], open_stack: Callable[..., FaultStack], samples: Path
 ) -> None:
     """kill -9 mid-job: the lease expires, another worker resumes from the last snapshot and succeeds."""
-    stack = open_stack(workers=2)
+    stack = open_stack(workers=2, **broker_env)
     for name in ("w1", "w2"):
         stack.wait_worker_ready(name)
     iterations = 40
@@ -404,6 +417,47 @@ def test_redis_flush_loses_no_queued_job(open_stack: Callable[..., FaultStack], 
         assert [r.status for r in rows] == ["queued", "running", "succeeded"], rows
         assert stack.job(job_id)["attempts"] == 1
         assert_png(stack.final_png(job_id), size=48)
+
+
+def test_a_flushed_broker_is_noticed_within_one_reconciler_pass(
+    open_stack: Callable[..., FaultStack], samples: Path
+) -> None:
+    """requeue_after_s at its default (600 s): FLUSHDB while 3 jobs wait behind a busy worker. The reconciler's next
+    pass sees its sentinel gone and re-sends all 3 at once; each runs once. Prints flush -> re-sent -> last running."""
+    interval = 2.0
+    stack = open_stack(workers=1, IMPASTO_REQUEUE_AFTER_S="600", IMPASTO_RECONCILE_INTERVAL_S=str(interval))
+    blocker = stack.submit({"size": 64, "iterations": 5000, "snapshot_every": 5}, samples)
+    stack.wait_snapshot(blocker)
+    waiting = [stack.submit(TINY_JOB, samples) for _ in range(3)]
+    wait_for(lambda: stack.redis.llen(SMALL_QUEUE) == 3, 10, "3 messages waiting behind the running job")
+    wait_for(lambda: stack.redis.exists(SENTINEL_KEY), 30, "the reconciler planted its sentinel")
+    time.sleep(interval)  # a pass or two with nothing lost: no duplicates
+    assert stack.redis.llen(SMALL_QUEUE) == 3, "nothing was lost, so nothing was re-sent"
+    with stack.redis.pipeline(transaction=True) as flush:
+        flush.flushdb()
+        flush.llen(SMALL_QUEUE)
+        _, left = flush.execute()
+    flushed, flushed_at = time.monotonic(), datetime.now(UTC)
+    assert left == 0
+    wait_for(lambda: stack.redis.llen(SMALL_QUEUE) == 3, interval + 20, f"re-sent after the flush\n{stack.logs()}")
+    resent_seconds = time.monotonic() - flushed
+    response = requests.post(
+        f"{stack.url}/v1/jobs/{blocker}/cancel", headers={"Authorization": f"Bearer {stack.key}"}, timeout=10
+    )
+    assert response.status_code == 200, response.text
+    wait_for(lambda: all(s in FINISHED for s in stack.statuses(waiting).values()), 150, f"jobs ran\n{stack.logs()}")
+    starts = []
+    for job_id in waiting:
+        rows = stack.history(job_id)
+        assert [r.status for r in rows] == ["queued", "running", "succeeded"], (rows, stack.logs())
+        starts.append(rows[1].at)
+    last_running = (max(starts) - flushed_at).total_seconds()
+    print(
+        f"\nflush -> all 3 re-sent {resent_seconds:.1f} s (reconciler interval {interval:.0f} s); "
+        f"flush -> last queued job running {last_running:.1f} s (after the blocker's cancel, one worker)"
+    )
+    assert stack.statuses([blocker]) == {blocker: "canceled"}
+    assert "broker lost its messages" in stack.processes.log("reconciler")
 
 
 def test_sigterm_hands_the_job_back_to_the_next_worker(open_stack: Callable[..., FaultStack], samples: Path) -> None:

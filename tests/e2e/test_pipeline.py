@@ -1,20 +1,52 @@
-"""The whole pipeline with real processes: HTTP -> Redis -> Celery worker -> PostgreSQL and storage."""
+"""The whole pipeline with real processes: HTTP -> broker (Redis, and RabbitMQ) -> Celery worker -> PostgreSQL and
+storage."""
 
 from __future__ import annotations
 
 import io
 import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
+import redis
 import requests
 from PIL import Image, ImageChops, ImageStat
 from sqlalchemy import create_engine, text
 
-from tests.e2e.conftest import Processes, auth
+from shared.events import stream_key
+from tests.e2e.conftest import Processes, auth, start_production_stack
+from tests.e2e.rabbitmq import rabbitmq_vhost
 
 SMALL_JOB = {"size": 64, "iterations": 20, "snapshot_every": 5}
+
+
+@pytest.fixture(params=["redis", "rabbitmq"])
+def production_stack(
+    request: pytest.FixtureRequest, tmp_path: Path, postgres_url: str, redis_url: str
+) -> Iterator[tuple[str, Processes]]:
+    """The API under gunicorn and one worker on PostgreSQL, with Redis as the broker, or RabbitMQ as the broker
+    (a vhost of its own; durable quorum queues) and Redis for the live events only."""
+    if request.param == "redis":
+        with start_production_stack(tmp_path, postgres_url, redis_url) as stack:
+            yield stack
+        return
+    with (
+        rabbitmq_vhost() as amqp_url,
+        start_production_stack(tmp_path, postgres_url, amqp_url, events_redis_url=redis_url) as stack,
+    ):
+        yield stack
+
+
+def event_names(redis_url: str, job_id: str) -> list[str]:
+    """The events of the job's live stream in Redis, oldest first."""
+    client = redis.Redis.from_url(redis_url)
+    try:
+        return [fields[b"event"].decode() for _, fields in client.xrange(stream_key(job_id))]
+    finally:
+        client.close()
 
 
 def submit(url: str, samples: Path, params: dict[str, Any]) -> dict[str, Any]:
@@ -71,10 +103,10 @@ def check_finished_job(url: str, job: dict[str, Any], samples: Path) -> None:
     assert mean_difference > 5, "the output is (nearly) the content image"
 
 
-def test_job_runs_through_redis_worker_and_postgres(
-    production_stack: tuple[str, Processes], samples: Path, postgres_url: str
+def test_job_runs_through_broker_worker_and_postgres(
+    production_stack: tuple[str, Processes], samples: Path, postgres_url: str, redis_url: str
 ) -> None:
-    """Submit over HTTP, poll to succeeded; history, progress, snapshots and output are right."""
+    """Submit over HTTP, poll to succeeded; history, progress, snapshots, output and live events are right."""
     url, processes = production_stack
     job = submit(url, samples, SMALL_JOB)
     assert job["status"] == "queued"
@@ -86,6 +118,8 @@ def test_job_runs_through_redis_worker_and_postgres(
     assert final["worker"] == "e2e@localhost" and final["metrics"]["device"] == "cpu"
     assert final["metrics"]["run_seconds"] > 0 and final["metrics"]["queue_seconds"] >= 0
     check_finished_job(url, final, samples)
+    events = event_names(redis_url, job["id"])  # the broker's Redis, or IMPASTO_EVENTS_REDIS_URL beside RabbitMQ
+    assert events[0] == "status" and "progress" in events and "snapshot" in events and events[-1] == "status"
 
 
 def test_cancel_running_and_queued_jobs(

@@ -26,7 +26,7 @@ from shared.celery_app import make_celery
 from shared.database import make_engine, make_sessionmaker
 from shared.enqueue import enqueue_job
 from shared.job_params import JobParams
-from shared.jobs import create_job
+from shared.jobs import create_job, request_cancel
 from shared.models import Job
 from shared.settings import Settings, get_settings
 from shared.size_classes import queue_for
@@ -207,7 +207,7 @@ def test_s3_storage_through_the_api_with_a_supervised_worker(
             assert time.monotonic() < deadline, (job, processes.log("worker")[-3000:])
             time.sleep(0.2)
         assert job["status"] == "succeeded", (job, processes.log("worker")[-3000:])
-        assert job["worker"] == f"cpu@{socket.gethostname()}" and job["metrics"]["device"] == "cpu"
+        assert job["worker"] == f"cpu-{supervisor.pid}@{socket.gethostname()}" and job["metrics"]["device"] == "cpu"
         final = http.get(job["outputs"]["final"], timeout=10)
         assert final.status_code == 200 and max(Image.open(io.BytesIO(final.content)).size) == 64
         assert [s["iteration"] for s in job["outputs"]["intermediates"]] == [5, 10]
@@ -254,7 +254,7 @@ def store_samples(storage_url: str, samples: Path) -> list[str]:
     return keys
 
 
-def enqueue_sized_jobs(settings: Settings, samples: Path, sizes: list[int]) -> dict[str, str]:
+def enqueue_sized_jobs(settings: Settings, samples: Path, sizes: list[int], iterations: int = 4) -> dict[str, str]:
     """Insert a job per size, routed by its output pixels as the API routes it; returns id -> queue."""
     content_key, style_key = store_samples(settings.resolved_storage_url(), samples)
     with Image.open(samples / "chelsea.jpg") as content:
@@ -265,7 +265,7 @@ def enqueue_sized_jobs(settings: Settings, samples: Path, sizes: list[int]) -> d
     try:
         with make_sessionmaker(engine)() as session:
             for size in sizes:
-                params = JobParams(size=size, iterations=4, snapshot_every=0)
+                params = JobParams(size=size, iterations=iterations, snapshot_every=0)
                 queue = queue_for(params.pixel_count(aspect), settings)
                 assert queue is not None
                 values = params.model_dump(mode="json")
@@ -277,6 +277,17 @@ def enqueue_sized_jobs(settings: Settings, samples: Path, sizes: list[int]) -> d
         celery.close()
         engine.dispose()
     return routed
+
+
+def cancel_job(settings: Settings, job_id: str) -> None:
+    """Ask for the job's cancel, as POST /v1/jobs/{id}/cancel does."""
+    engine = make_engine(settings)
+    try:
+        with make_sessionmaker(engine)() as session:
+            request_cancel(session, session.get_one(Job, job_id))
+            session.commit()
+    finally:
+        engine.dispose()
 
 
 def job_rows(settings: Settings, ids: list[str]) -> dict[str, Job]:
@@ -333,7 +344,7 @@ def test_size_classes_reach_only_the_workers_that_consume_them(
     processes = Processes(env, tmp_path)
     host = socket.gethostname()
     # The supervised CPU worker holds 32x32: by --max-pixels it consumes the small class only.
-    processes.start("small", "worker", "--gpus", "cpu", "--max-pixels", str(32 * 32))
+    small = processes.start("small", "worker", "--gpus", "cpu", "--max-pixels", str(32 * 32))
     processes.start("large", "worker", "--name", "large@localhost", "--queues", LARGE_QUEUE)
     try:
         routed = enqueue_sized_jobs(settings, samples, [16, 40, 32, 48, 24, 56])
@@ -341,29 +352,39 @@ def test_size_classes_reach_only_the_workers_that_consume_them(
         rows = wait_finished(settings, list(routed), processes)
     finally:
         stop_everything(processes)
-    expected_worker = {SMALL_QUEUE: f"cpu@{host}", LARGE_QUEUE: "large@localhost"}
+    expected_worker = {SMALL_QUEUE: f"cpu-{small.pid}@{host}", LARGE_QUEUE: "large@localhost"}
     for job_id, queue in routed.items():
         assert rows[job_id].status == "succeeded", (rows[job_id].error_message, processes.log(queue))
         assert rows[job_id].worker == expected_worker[queue], (queue, rows[job_id].worker)
     assert "consumes transfer" in processes.log("small") and "transfer.large" not in processes.log("small")
 
 
-def flower_get(url: str, path: str) -> Any:
+FLOWER_LOGIN = ("ops", "flower-test-password")
+
+
+def flower_get(url: str, path: str, login: tuple[str, str] | None = FLOWER_LOGIN) -> Any:
     """GET a Flower API path as JSON (None while Flower is not answering)."""
     try:
-        response = requests.get(f"{url}{path}", timeout=5)
+        response = requests.get(f"{url}{path}", timeout=5, auth=login)
     except requests.RequestException:
         return None
     return response.json() if response.status_code == 200 else None
 
 
-def test_flower_sees_the_worker_and_its_finished_task(
+def flower_task(flower: str, job_id: str, state: str) -> dict[str, Any] | None:
+    """The job's task as Flower lists it, once it is in `state`."""
+    tasks = flower_get(flower, "/api/tasks") or {}
+    return next((t for t in tasks.values() if job_id in str(t.get("args")) and t["state"] == state), None)
+
+
+def test_flower_sees_the_busy_worker_and_its_task(
     tmp_path: Path, postgres_url: str, redis_12: str, samples: Path
 ) -> None:
-    """`impasto flower` on the same Redis: the worker is listed and the finished task is visible."""
+    """`impasto flower` with basic auth on the same Redis: its API refuses without the login; with it, the
+    worker running a job is online, answers a refresh, and holds its task STARTED; then the task ends SUCCESS."""
     env, settings = scale_out_env(tmp_path, postgres_url, redis_12)
     flower_port = free_port()
-    processes = Processes({**env, "FLOWER_UNAUTHENTICATED_API": "true"}, tmp_path)
+    processes = Processes({**env, "IMPASTO_FLOWER_BASIC_AUTH": ":".join(FLOWER_LOGIN)}, tmp_path)
     processes.start("flower", "flower", "--port", str(flower_port), "--address", "127.0.0.1")
     processes.start("worker", "worker", "--name", "watched@localhost")
     flower = f"http://127.0.0.1:{flower_port}"
@@ -371,17 +392,26 @@ def test_flower_sees_the_worker_and_its_finished_task(
         wait_until(
             lambda: "watched@localhost" in (flower_get(flower, "/api/workers?refresh=1") or {}),
             60,
-            "Flower never listed the worker",
+            f"Flower never listed the worker\n{processes.log('flower')[-2000:]}",
         )
-        (job_id,) = enqueue_sized_jobs(settings, samples, [24])
+        assert requests.get(f"{flower}/api/workers", timeout=5).status_code == 401
+        assert requests.get(f"{flower}/api/workers", timeout=5, auth=("ops", "wrong")).status_code == 401
+        (job_id,) = enqueue_sized_jobs(settings, samples, [24], iterations=3000)
+        wait_until(lambda: job_rows(settings, [job_id])[job_id].iteration > 0, 60, "the long job never started running")
+        # Mid-job: a refresh (a broadcast inspect) gets the busy worker's answer, and its heartbeats keep it online.
+        refreshed = flower_get(flower, "/api/workers?refresh=1&workername=watched@localhost") or {}
+        active = refreshed.get("watched@localhost", {}).get("active", [])
+        assert [job_id in str(t["args"]) for t in active] == [True], refreshed
+        time.sleep(5)  # past Flower's heartbeat window: a worker that stopped beating would now show offline
+        assert (flower_get(flower, "/api/workers?status=1") or {}).get("watched@localhost") is True
+        wait_until(lambda: flower_task(flower, job_id, "STARTED"), 30, "Flower never showed the task STARTED")
+        assert flower_task(flower, job_id, "STARTED")["worker"] == "watched@localhost"  # type: ignore[index]
+        assert job_rows(settings, [job_id])[job_id].status == "running"
+
+        cancel_job(settings, job_id)
         wait_finished(settings, [job_id], processes)
-
-        def finished_task() -> dict[str, Any] | None:
-            tasks = flower_get(flower, "/api/tasks") or {}
-            return next((t for t in tasks.values() if job_id in str(t.get("args")) and t["state"] == "SUCCESS"), None)
-
-        wait_until(finished_task, 30, f"Flower never showed the task as finished: {flower_get(flower, '/api/tasks')}")
-        task = finished_task()
+        wait_until(lambda: flower_task(flower, job_id, "SUCCESS"), 30, "Flower never showed the task as finished")
+        task = flower_task(flower, job_id, "SUCCESS")
         assert task is not None and task["name"] == "impasto.transfer" and task["worker"] == "watched@localhost"
     finally:
         stop_everything(processes)

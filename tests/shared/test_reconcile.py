@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -12,8 +14,10 @@ import pytest
 import redis
 from sqlalchemy import select, update
 
+from shared.broker_loss import BrokerSentinel, broker_sentinel
 from shared.celery_app import make_celery
 from shared.database import make_engine, make_sessionmaker, upgrade_database
+from shared.enqueue import enqueue_job
 from shared.events import make_publisher, stream_key
 from shared.idempotency import remember_key
 from shared.jobs import claim_job, create_job, hand_back
@@ -21,6 +25,7 @@ from shared.models import IdempotencyKey, Job, utcnow
 from shared.reconcile import reconcile_once
 from shared.settings import Settings, get_settings
 from shared.task_names import TRANSFER_QUEUE, WEBHOOK_QUEUE
+from tests.e2e.conftest import free_port
 
 
 @pytest.fixture
@@ -184,3 +189,104 @@ def test_expired_idempotency_keys_are_purged(settings: Settings, sessions) -> No
     assert reconcile_once(sessions, make_celery(settings), settings).purged_keys == 1
     with sessions() as session:
         assert session.scalars(select(IdempotencyKey.key)).all() == ["k:live"]
+
+
+def enqueue_waiting_jobs(settings: Settings, sessions, count: int) -> list[str]:  # type: ignore[no-untyped-def]
+    """`count` queued jobs whose messages were just sent, as the API leaves them; their ids."""
+    celery = make_celery(settings)
+    ids = []
+    for _ in range(count):
+        job_id = new_job(sessions)
+        with sessions() as session:
+            assert enqueue_job(celery, session, job_id, TRANSFER_QUEUE)
+        ids.append(job_id)
+    return ids
+
+
+def test_a_flushed_broker_gets_every_queued_job_at_once(settings: Settings, sessions) -> None:  # type: ignore[no-untyped-def]
+    """Waiting jobs are left alone pass after pass; after FLUSHDB the next pass re-sends each once, at once."""
+    sentinel = broker_sentinel(settings)
+    assert sentinel is not None
+    celery = make_celery(settings)
+    reconcile_once(sessions, celery, settings, sentinel=sentinel)  # plants the sentinel (a first look is a loss)
+    job_ids = enqueue_waiting_jobs(settings, sessions, 3)
+    for _ in range(3):
+        report = reconcile_once(sessions, celery, settings, sentinel=sentinel)
+        assert not report.broker_lost and report.resent == []
+    assert sorted(queued_messages(settings)) == sorted(job_ids), "nothing lost: no duplicates added"
+
+    redis.Redis.from_url(settings.resolved_broker_url()).flushdb()
+    report = reconcile_once(sessions, celery, settings, sentinel=sentinel)
+    assert report.broker_lost and sorted(report.resent) == sorted(job_ids)  # not after requeue_after_s (600)
+    assert sorted(queued_messages(settings)) == sorted(job_ids)
+    assert not reconcile_once(sessions, celery, settings, sentinel=sentinel).broker_lost
+    assert sorted(queued_messages(settings)) == sorted(job_ids)
+
+
+def test_several_reconcilers_see_one_flush_once(settings: Settings, sessions) -> None:  # type: ignore[no-untyped-def]
+    """Four copies, each with its own sentinel connection, racing after a flush: each job is sent once."""
+    job_ids = enqueue_waiting_jobs(settings, sessions, 5)
+    celery = make_celery(settings)
+    sentinels = [broker_sentinel(settings) for _ in range(4)]
+    reconcile_once(sessions, celery, settings, sentinel=sentinels[0])
+    redis.Redis.from_url(settings.resolved_broker_url()).flushdb()
+    barrier = threading.Barrier(4)
+
+    def one_copy(sentinel: BrokerSentinel | None) -> None:
+        barrier.wait()
+        reconcile_once(sessions, make_celery(settings), settings, sentinel=sentinel)
+
+    threads = [threading.Thread(target=one_copy, args=(s,)) for s in sentinels]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(queued_messages(settings)) == sorted(job_ids)
+
+
+def test_a_restarted_broker_without_persistence_gets_every_queued_job(
+    tmp_path: Path,
+    postgres_url: str,
+) -> None:
+    """A private redis-server restarted with no persistence: the next pass sees the new run_id and re-sends."""
+    port = free_port()
+    command = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    command += ["--dir", str(tmp_path)]
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+    url = f"redis://127.0.0.1:{port}/0"
+    settings = get_settings(data_dir=tmp_path, database_url=postgres_url, broker_url=url, enqueue_grace_s=0)
+    upgrade_database(settings)
+    engine = make_engine(settings)
+    sessions = make_sessionmaker(engine)
+    try:
+        wait_for_redis(url)
+        sentinel = broker_sentinel(settings)
+        assert sentinel is not None
+        reconcile_once(sessions, make_celery(settings), settings, sentinel=sentinel)
+        job_ids = enqueue_waiting_jobs(settings, sessions, 2)
+        assert not reconcile_once(sessions, make_celery(settings), settings, sentinel=sentinel).broker_lost
+        server.terminate()
+        server.wait(10)
+        server = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+        wait_for_redis(url)
+        assert queued_messages(settings) == [], "the restart lost the messages"
+        report = reconcile_once(sessions, make_celery(settings), settings, sentinel=sentinel)
+        assert report.broker_lost and sorted(report.resent) == sorted(job_ids)
+        assert sorted(queued_messages(settings)) == sorted(job_ids)
+    finally:
+        server.terminate()
+        server.wait(10)
+        engine.dispose()
+
+
+def wait_for_redis(url: str) -> None:
+    """Wait until the Redis at `url` answers PING."""
+    client = redis.Redis.from_url(url)
+    for _ in range(100):
+        try:
+            client.ping()
+            client.close()
+            return
+        except redis.ConnectionError:
+            time.sleep(0.05)
+    raise TimeoutError(url)

@@ -65,12 +65,12 @@ def test_without_nvidia_smi() -> None:
 
 
 def test_child_specs_pin_each_gpu_and_pick_queues_from_memory() -> None:
-    """gpu<N>@host, CUDA_VISIBLE_DEVICES=N before torch loads, metrics port+N, queues by memory."""
+    """gpu<N>-<pid>@host, CUDA_VISIBLE_DEVICES=N before torch loads, metrics port+N, queues by memory."""
     settings = get_settings(worker_metrics_port=9300)
     base = {"PATH": "/bin", "IMPASTO_WORKER_NAME": "shared-name", "CUDA_VISIBLE_DEVICES": "0,1"}
-    big, small = child_specs([H100, T4], settings, base, "host-a")
-    assert (big.name, small.name) == ("gpu0@host-a", "gpu1@host-a")
-    assert big.argv[1:] == ["-m", "shared.cli", "worker", "--name", "gpu0@host-a",
+    big, small = child_specs([H100, T4], settings, base, "host-a", 4242)
+    assert (big.name, small.name) == ("gpu0-4242@host-a", "gpu1-4242@host-a")
+    assert big.argv[1:] == ["-m", "shared.cli", "worker", "--name", "gpu0-4242@host-a",
                             "--queues", f"{SMALL_QUEUE},{LARGE_QUEUE}", "--loglevel", "INFO"]  # fmt: skip
     assert small.argv[small.argv.index("--queues") + 1] == SMALL_QUEUE  # 16 GB holds ~1.45 M pixels: small only
     for number, child in enumerate((big, small)):
@@ -92,14 +92,14 @@ def test_child_specs_pin_each_gpu_and_pick_queues_from_memory() -> None:
 )
 def test_child_queues(gpus: list[Gpu], max_pixels: int | None, queues: str | None, expected: list[str]) -> None:
     """Which queues each child consumes."""
-    (child,) = child_specs(gpus, get_settings(), {}, "h", max_pixels=max_pixels, queues=queues)
+    (child,) = child_specs(gpus, get_settings(), {}, "h", 1, max_pixels=max_pixels, queues=queues)
     assert child.argv[child.argv.index("--queues") + 1] == ",".join(expected)
 
 
 def test_cpu_child_hides_gpus_and_has_metrics_off() -> None:
-    """No GPUs: one cpu@host child that cannot create a CUDA context; port 0 stays off."""
-    (child,) = child_specs([], get_settings(), {}, "h")
-    assert child.name == "cpu@h" and child.env["CUDA_VISIBLE_DEVICES"] == ""
+    """No GPUs: one cpu-<pid>@host child that cannot create a CUDA context; port 0 stays off."""
+    (child,) = child_specs([], get_settings(), {}, "h", 7)
+    assert child.name == "cpu-7@h" and child.env["CUDA_VISIBLE_DEVICES"] == ""
     assert child.env["IMPASTO_DEVICE"] == "cpu" and child.env["IMPASTO_WORKER_METRICS_PORT"] == "0"
 
 
@@ -175,7 +175,8 @@ def test_gpus_all_runs_a_supervised_celery_worker_per_gpu(tmp_path: Path, redis_
             assert time.monotonic() < deadline and parent.poll() is None, log.read_text()[-3000:]
             answer = celery.control.inspect(timeout=1).active_queues() or {}
             queues = {node: sorted(q["name"] for q in qs) for node, qs in answer.items()}
-        assert queues == {f"gpu0@{host}": sorted([SMALL_QUEUE, LARGE_QUEUE]), f"gpu1@{host}": [SMALL_QUEUE]}
+        gpu0, gpu1 = f"gpu0-{parent.pid}@{host}", f"gpu1-{parent.pid}@{host}"
+        assert queues == {gpu0: sorted([SMALL_QUEUE, LARGE_QUEUE]), gpu1: [SMALL_QUEUE]}
         for number in (0, 1):
             text = requests.get(f"http://127.0.0.1:{port + number}/metrics", timeout=5).text
             assert 'impasto_worker_jobs_total{outcome="succeeded"} 0.0' in text

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import socket
+from pathlib import Path
 
 import requests
 from prometheus_client import generate_latest
 
+from shared.settings import get_settings
 from tests.e2e.conftest import free_port
 from worker.metrics import OUTCOMES, WorkerMetrics, serve_worker_metrics
 
@@ -38,7 +40,7 @@ def test_gpu_memory_is_not_measured_on_a_cpu() -> None:
 
 def test_serving_is_off_at_port_0_and_survives_a_taken_port() -> None:
     """Port 0 serves nothing; a taken port is logged, not fatal; a free one serves /metrics."""
-    assert serve_worker_metrics(0) is None
+    assert serve_worker_metrics(0, "127.0.0.1") is None
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -48,6 +50,30 @@ def test_serving_is_off_at_port_0_and_survives_a_taken_port() -> None:
     assert server is not None
     try:
         assert "impasto_worker_jobs_total" in requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def listening_hosts(port: int) -> set[str]:
+    """The IPv4 addresses that listen on `port` in this machine's network namespace (/proc/net/tcp)."""
+    hosts = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, state = line.split()[1], line.split()[3]
+        address, _, hex_port = local.partition(":")
+        if state == "0A" and int(hex_port, 16) == port:  # 0A: LISTEN
+            hosts.add(socket.inet_ntoa(bytes.fromhex(address)[::-1]))
+    return hosts
+
+
+def test_metrics_bind_the_address_asked_for() -> None:
+    """0.0.0.0 (a pod scraped by its IP) listens on every address; the default setting keeps to loopback."""
+    assert get_settings().worker_metrics_host == "127.0.0.1"
+    port = free_port()
+    server = serve_worker_metrics(port, host="0.0.0.0")
+    assert server is not None
+    try:
+        assert listening_hosts(port) == {"0.0.0.0"}
     finally:
         server.shutdown()
         server.server_close()
