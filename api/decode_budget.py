@@ -5,10 +5,15 @@ large upload holds its whole pixel buffer (a 6300x6300 RGB PNG is 159 MB in Pill
 once took an API process from 120 MB to 927 MB. A decode reserves its buffer's size here
 first, and waits while the process's budget is spent; a submission that cannot get it within
 the wait is answered 503 with Retry-After instead of growing the process past its memory limit.
+
+A bound on what is in flight only bounds the process if freed pixel buffers leave it; see
+return_large_frees_to_the_system.
 """
 
 from __future__ import annotations
 
+import ctypes
+import logging
 import threading
 import time
 from collections import deque
@@ -19,8 +24,14 @@ from flask import current_app
 
 from shared.settings import Settings
 
+log = logging.getLogger(__name__)
+
 EXTENSION_KEY = "impasto.decode_budget"
 _create_lock = threading.Lock()
+# glibc's mallopt() option for the size from which malloc maps memory of its own (malloc.h).
+M_MMAP_THRESHOLD = -3
+# Pillow allocates pixels in blocks of up to 16 MiB; anything this large or larger is mapped.
+MMAP_THRESHOLD_BYTES = 4 * 1024 * 1024
 
 
 class DecodeBusy(Exception):
@@ -68,6 +79,24 @@ class DecodeBudget:
                 self._changed.notify_all()
 
 
+def return_large_frees_to_the_system() -> bool:
+    """Have glibc map every allocation of MMAP_THRESHOLD_BYTES or more, so that freeing it gives it back.
+
+    By default glibc raises its threshold after the first large free (up to 32 MiB) and then serves
+    Pillow's 16 MiB pixel blocks, and large request bodies, from per-thread arenas that keep what is
+    freed: each of gunicorn's threads that ever decoded a large image stays that much larger. Measured
+    (tests/e2e/test_upload_memory.py): six concurrent submissions of three 6000x6000 PNGs, decoded one
+    at a time under the budget, still left the API process at 983 MB; with this, 263 MB at the peak
+    and 109 MB afterwards. A fixed threshold also stops glibc's adjusting it. False where the C
+    library has no such option (macOS, musl): nothing to tune there.
+    """
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES))
+
+
 def app_decode_budget(settings: Settings) -> DecodeBudget:
     """This app's budget (one per process: gunicorn's processes each build their app), made on first use."""
     budget: DecodeBudget | None = current_app.extensions.get(EXTENSION_KEY)
@@ -76,5 +105,7 @@ def app_decode_budget(settings: Settings) -> DecodeBudget:
             budget = current_app.extensions.get(EXTENSION_KEY)
             if budget is None:
                 budget = DecodeBudget(settings.upload_decode_memory_bytes, settings.upload_decode_wait_s)
+                if not return_large_frees_to_the_system():
+                    log.info("this C library has no mallopt(M_MMAP_THRESHOLD); freed decode memory may stay")
                 current_app.extensions[EXTENSION_KEY] = budget
     return budget
