@@ -182,12 +182,12 @@ class _Run:
             before = z.detach().clone()  # the line search moves z in place; an interrupt restores it
             try:
                 optimizer.step(closure)  # type: ignore[arg-type]  # torch's stub says float; a tensor is fine
+                evaluate()  # losses at the accepted point (Adam's is new); the next step reuses this evaluation
             except Interrupted:
                 with torch.no_grad():
                     z.copy_(before)
                 stopped = True
                 break
-            evaluate()  # losses at the accepted point; the next step reuses this evaluation
             content_term, style_term, tv_term = evaluate.terms.tolist()
             total = content_term + style_term + tv_term
             if not math.isfinite(total):
