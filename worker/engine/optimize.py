@@ -39,7 +39,7 @@ class Result:
     image: Image.Image  # interrupted in set-up: the starting point as given (resume image or content)
     iterations: int  # the last iteration completed (counting those before a resume)
     losses: Losses | None  # at the last iteration; None if no iteration ran
-    stopped: bool  # should_stop() ended it early
+    stopped: bool  # should_stop() or should_interrupt() ended it early
     seconds: float  # wall time of the loop, targets included
     evaluations: int  # forward+backward passes; L-BFGS's line search may add some
     device: str
