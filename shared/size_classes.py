@@ -35,7 +35,10 @@ STYLE_PIXELS_PER_OUTPUT_PIXEL = 8
 
 @dataclass(frozen=True)
 class JobPixels:
-    """The images one job makes the engine hold, in pixels, at its final (largest) scale."""
+    """The images one job makes the engine hold, in pixels, at its final (largest) scale.
+
+    Masks, when jobs get them, are held at the output's size and belong here too.
+    """
 
     output: int  # the output, and the content image at the same size
     styles: tuple[int, ...]  # each style image at style_scale
