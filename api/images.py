@@ -1,20 +1,30 @@
 """Check an uploaded image with Pillow: format, pixel count before decoding, then a full decode.
 
 The format is what the bytes are, never what the client's filename or content type says.
+The decode is bounded in memory: a JPEG is decoded at 1/8 scale (every byte of it is still
+read and entropy-decoded, so a corrupt or truncated file still fails), and every decode first
+reserves its pixel buffer's size from the process's DecodeBudget.
 """
 
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 
 from PIL import Image, UnidentifiedImageError
 
+from api.decode_budget import DecodeBudget, DecodeBusy
 from shared.settings import UPLOAD_FORMATS
 
 # Formats the engine accepts, and the file extension each is stored under.
 EXTENSIONS: dict[str, str] = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}
+# Their media types, for the OpenAPI document (the API itself never trusts a part's content type).
+MEDIA_TYPES: dict[str, str] = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp"}
+# Bytes a pixel takes in Pillow's memory by mode: one for these, four for RGB (stored as RGBX),
+# RGBA, LA, CMYK, I, F; two-byte I;16 modes are counted as four too (an over-estimate is safe).
+ONE_BYTE_MODES = ("1", "L", "P")
 # Pillow's JPEG opener names a JPEG that carries extra pictures (many phone photos) "MPO";
 # the first picture is an ordinary JPEG and is what the engine reads, so it counts as one.
 ALIASES: dict[str, str] = {"MPO": "JPEG"}
@@ -57,8 +67,13 @@ def accepted_names(formats: Sequence[str]) -> str:
     return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
 
 
-def check_image(data: bytes, max_pixels: int, formats: Sequence[str] = UPLOAD_FORMATS) -> CheckedImage:
-    """Decode `data` fully, refusing formats not in `formats`, animations, script, and more than `max_pixels`."""
+def check_image(
+    data: bytes, max_pixels: int, formats: Sequence[str] = UPLOAD_FORMATS, budget: DecodeBudget | None = None
+) -> CheckedImage:
+    """Decode `data` fully, refusing formats not in `formats`, animations, script, and more than `max_pixels`.
+
+    With a `budget`, the decode waits for its share of it (DecodeBusy if it waits too long).
+    """
     if not data:
         raise ImageRejected("invalid_image", "the file is empty")
     try:
@@ -80,8 +95,10 @@ def check_image(data: bytes, max_pixels: int, formats: Sequence[str] = UPLOAD_FO
                     "invalid_image",
                     "the file carries HTML or script as well as an image (a polyglot); send a plain image",
                 )
-            image.load()  # a truncated or corrupt file fails here, not later in the worker
-    except ImageRejected:
+            decode_smaller(image)
+            with reserved(budget, decoded_bytes(image)):
+                image.load()  # a truncated or corrupt file fails here, not later in the worker
+    except (ImageRejected, DecodeBusy):
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         # Pillow's process-wide guard (Image.MAX_IMAGE_PIXELS) can fire inside open(), before
@@ -94,6 +111,28 @@ def check_image(data: bytes, max_pixels: int, formats: Sequence[str] = UPLOAD_FO
     except Exception as exc:  # Pillow's decoders raise many types (OSError, SyntaxError, ValueError...)
         raise ImageRejected("invalid_image", f"the image could not be decoded: {exc}") from exc
     return CheckedImage(data=data, format=image_format, width=width, height=height)
+
+
+def decode_smaller(image: Image.Image) -> None:
+    """Have a JPEG decode at 1/8 scale (libjpeg's DCT scaling): 1/64 of the memory, the same checks.
+
+    PNG and WebP have no such mode in Pillow; their decode is full size, bounded by the budget.
+    """
+    if image.format in ("JPEG", "MPO"):
+        image.draft(image.mode, (1, 1))  # the smallest scale libjpeg offers (1/8) for any size >= 8 px
+
+
+def decoded_bytes(image: Image.Image) -> int:
+    """The size of the pixel buffer image.load() will allocate (after any draft)."""
+    width, height = image.size
+    return width * height * (1 if image.mode in ONE_BYTE_MODES else 4)
+
+
+@contextmanager
+def reserved(budget: DecodeBudget | None, nbytes: int) -> Iterator[None]:
+    """Hold `nbytes` of the budget for the block; no bound without a budget."""
+    with budget.reserve(nbytes) if budget is not None else nullcontext():
+        yield
 
 
 def carries_script(data: bytes) -> bool:

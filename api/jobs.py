@@ -47,6 +47,7 @@ PREFER_WAIT_POLL_S = 0.25  # how often a POST held by Prefer: wait re-reads the 
         413: ErrorBody,
         415: ErrorBody,
         422: ErrorBody,
+        503: ErrorBody,
     },
     form=JobSubmission,
 )
@@ -163,10 +164,14 @@ def replay(earlier: IdempotencyKey, fingerprint: str) -> tuple[Response, int, di
 
 
 def store_upload(storage: Storage, image: CheckedImage) -> str:
-    """Store the original bytes under their content hash (once) and return the key."""
+    """Store the original bytes under their content hash and return the key.
+
+    Always written, even when the key exists: skipping the write for bytes already stored
+    would let one tenant time whether another uploaded the same image. Same key, same bytes,
+    so the rewrite changes nothing, and the write is atomic (readers see a whole file).
+    """
     key = upload_key(image.data, image.extension)
-    if not storage.exists(key):  # the same bytes are stored once
-        storage.put(key, image.data)
+    storage.put(key, image.data)
     return key
 
 

@@ -14,6 +14,8 @@ from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from api.auth import is_public, public
+from api.context import EXTENSION_KEY
+from api.images import MEDIA_TYPES
 from api.schemas import ErrorBody
 from shared.job_params import JobParams
 
@@ -127,7 +129,7 @@ def build_spec(app: Flask) -> dict[str, Any]:
                 "content": {
                     "multipart/form-data": {
                         "schema": refs[(operation.form, "validation")],
-                        "encoding": {"params": {"contentType": "application/json"}},
+                        "encoding": multipart_encoding(app),
                     }
                 },
             }
@@ -139,6 +141,13 @@ def build_spec(app: Flask) -> dict[str, Any]:
         "components": {"schemas": schemas, "securitySchemes": SECURITY_SCHEMES},
         "security": [{SECURITY_SCHEME: []}],
     }
+
+
+def multipart_encoding(app: Flask) -> dict[str, Any]:
+    """Content types of the job form's parts: JSON params, and the image types this deployment accepts."""
+    formats = app.extensions[EXTENSION_KEY].settings.allowed_image_formats
+    images = {"contentType": ", ".join(MEDIA_TYPES[name] for name in formats)}
+    return {"params": {"contentType": "application/json"}, "content": images, "style": images}
 
 
 RefKey = tuple[type[BaseModel], JsonSchemaMode]

@@ -140,7 +140,11 @@ class JobSubmission(BaseModel):
 
     content: bytes = Field(description="the content image: JPEG, PNG or WebP")
     style: list[bytes] = Field(min_length=1, description="one or more style images; repeat the field")
-    params: JobParams | None = Field(None, description="a JSON object string; omitted keys take defaults")
+    params: JobParams | None = Field(
+        None,
+        description='a JSON object string with exact types (no "64" for 64, no 1 for true); '
+        "omitted keys, or null, take defaults",
+    )
     webhook: str | None = Field(None, description="http(s) URL that gets signed start/snapshot/completed events")
     webhook_events_filter: list[str] | None = Field(
         None, description="events the webhook gets: start, snapshot, completed (default: all); repeat or comma-separate"

@@ -9,11 +9,12 @@ from flask import Request
 from pydantic import ValidationError
 from werkzeug.datastructures import FileStorage
 
+from api.decode_budget import DecodeBudget, DecodeBusy, app_decode_budget
 from api.errors import ApiError, validation_details
 from api.images import CheckedImage, ImageRejected, check_image
 from shared.job_params import JobParams
 from shared.settings import Settings
-from shared.size_classes import max_job_pixels, queue_for
+from shared.size_classes import STYLE_PIXELS_PER_OUTPUT_PIXEL, job_pixels, max_job_pixels, queue_for
 from shared.webhooks import WebhookRefused, check_webhook_url, parse_events_filter
 
 # HTTP status per image rejection code: another format is 415, a bad or huge image 422.
@@ -22,6 +23,8 @@ IMAGE_ERROR_STATUS: dict[str, int] = {"unsupported_format": 415}
 MAX_PARAMS_LENGTH = 64 * 1024
 # Errors listed in a 422; a params object with thousands of unknown keys gets the first few.
 MAX_DETAILS = 20
+# Retry-After of the 503 when the decode budget stays spent: a few decodes' time.
+DECODE_RETRY_AFTER_S = 5
 
 
 @dataclass(frozen=True)
@@ -37,7 +40,7 @@ class Submission:
 
 
 def read_submission(request: Request, settings: Settings) -> Submission:
-    """Check, cheapest first: body size, the files, the parameters, then each image (a full decode)."""
+    """Check, cheapest first: body size, the files, the parameters, each image (a bounded decode), the job's size."""
     if request.mimetype != "multipart/form-data":
         raise ApiError(415, "unsupported_media_type", "send the job as multipart/form-data")
     files = request.files  # parsing the body raises 413 past MAX_CONTENT_LENGTH
@@ -56,9 +59,11 @@ def read_submission(request: Request, settings: Settings) -> Submission:
         params.check_style_count(len(styles))
     except ValueError as exc:
         raise invalid_params([{"field": "style_blend_weights", "message": str(exc)}]) from exc
-    content = read_image(contents[0], "content", settings)
-    style_images = [read_image(upload, f"style[{index}]", settings) for index, upload in enumerate(styles)]
-    queue = size_class_queue(params, content, settings)
+    check_snapshot_count(params, settings)
+    budget = app_decode_budget(settings)
+    content = read_image(contents[0], "content", settings, budget)
+    style_images = [read_image(upload, f"style[{index}]", settings, budget) for index, upload in enumerate(styles)]
+    queue = size_class_queue(params, content, style_images, settings)
     webhook, webhook_events = read_webhook(request, settings)
     return Submission(
         content=content, styles=style_images, params=params, queue=queue, webhook=webhook, webhook_events=webhook_events
@@ -92,20 +97,49 @@ def webhook_error(field: str, message: str) -> ApiError:
     return ApiError(422, "invalid_webhook", f"{field}: {message}", details=[{"field": field, "message": message}])
 
 
-def size_class_queue(params: JobParams, content: CheckedImage, settings: Settings) -> str:
-    """The queue for the job's output pixels (params.size at the content's aspect); 422 if no class holds it."""
-    pixels = params.pixel_count(content.width / content.height)
-    queue = queue_for(pixels, settings)
-    if queue is None:
-        message = f"a {params.size} px output of this image is {pixels} pixels; the limit is {max_job_pixels(settings)}"
-        raise invalid_params([{"field": "size", "message": message}])
-    return queue
+def size_class_queue(params: JobParams, content: CheckedImage, styles: list[CheckedImage], settings: Settings) -> str:
+    """The queue for the pixels the job makes the engine hold (output, styles at style_scale); 422 if none holds it."""
+    pixels = job_pixels(params, (content.width, content.height), [(s.width, s.height) for s in styles])
+    queue = queue_for(pixels.counted, settings)
+    if queue is not None:
+        return queue
+    limit = max_job_pixels(settings)
+    if pixels.styles_dominate:
+        message = (
+            f"at style_scale {params.style_scale:g} the style images of a {params.size} px output are "
+            f"{sum(pixels.styles)} pixels, which count as {pixels.counted} (one per "
+            f"{STYLE_PIXELS_PER_OUTPUT_PIXEL} style pixels); the limit is {limit}"
+        )
+        raise invalid_params([{"field": "style_scale", "message": message}])
+    message = f"a {params.size} px output of this image is {pixels.output} pixels; the limit is {limit}"
+    raise invalid_params([{"field": "size", "message": message}])
 
 
-def read_image(upload: FileStorage, field: str, settings: Settings) -> CheckedImage:
-    """One uploaded file, decoded and checked; the error names the form field."""
+def check_snapshot_count(params: JobParams, settings: Settings) -> None:
+    """422 when the job would store more than max_snapshots_per_job snapshots (refused, never silently widened)."""
+    cap = settings.max_snapshots_per_job
+    if params.snapshot_every == 0 or params.iterations // params.snapshot_every <= cap:
+        return
+    fewest = params.iterations // (cap + 1) + 1
+    message = (
+        f"{params.iterations} iterations with snapshot_every {params.snapshot_every} make "
+        f"{params.iterations // params.snapshot_every} snapshots; at most {cap} are kept per job: "
+        f"use snapshot_every {fewest} or more, or 0 for none"
+    )
+    raise invalid_params([{"field": "snapshot_every", "message": message}])
+
+
+def read_image(upload: FileStorage, field: str, settings: Settings, budget: DecodeBudget | None = None) -> CheckedImage:
+    """One uploaded file, decoded and checked; the error names the form field. 503 when decode memory stays spent."""
     try:
-        return check_image(upload.read(), settings.max_image_pixels, settings.allowed_image_formats)
+        return check_image(upload.read(), settings.max_image_pixels, settings.allowed_image_formats, budget)
+    except DecodeBusy as exc:
+        raise ApiError(
+            503,
+            "server_busy",
+            "the server is decoding other uploads; retry shortly",
+            headers={"Retry-After": str(DECODE_RETRY_AFTER_S)},
+        ) from exc
     except ImageRejected as exc:
         raise ApiError(
             IMAGE_ERROR_STATUS.get(exc.code, 422),
@@ -116,7 +150,7 @@ def read_image(upload: FileStorage, field: str, settings: Settings) -> CheckedIm
 
 
 def read_params(request: Request) -> JobParams:
-    """The `params` JSON object (a form field, or a file part as curl -F params=@f.json sends)."""
+    """The `params` JSON object (a form field, or a file part as curl -F params=@f.json sends); null means defaults."""
     upload = request.files.get("params")
     if upload is not None:
         raw = upload.read(MAX_PARAMS_LENGTH + 1).decode("utf-8", "replace")
@@ -125,17 +159,21 @@ def read_params(request: Request) -> JobParams:
     if len(raw) > MAX_PARAMS_LENGTH:
         raise ApiError(413, "payload_too_large", f"params is longer than {MAX_PARAMS_LENGTH} characters")
     if not raw.strip():
-        return JobParams.model_validate({})
+        return JobParams()
     try:
         values = json.loads(raw)
     except RecursionError as exc:  # "[[[[...": nesting deeper than the parser's stack
         raise ApiError(400, "bad_request", "params is not valid JSON: nested too deeply") from exc
     except ValueError as exc:
         raise ApiError(400, "bad_request", f"params is not valid JSON: {exc}") from exc
+    if values is None:  # the schema's `null`: no params, as when the field is left out
+        return JobParams()
     if not isinstance(values, dict):
         raise invalid_params([{"field": "params", "message": "must be a JSON object"}])
     try:
-        return JobParams.model_validate(values)
+        # From the JSON text, not `values`: strict validation maps JSON arrays to the tuple
+        # fields, where Python lists would be refused.
+        return JobParams.model_validate_json(raw)
     except ValidationError as exc:
         raise invalid_params(validation_details(exc, root="params")) from exc
 

@@ -33,9 +33,13 @@ Weight = float
 
 
 class JobParams(BaseModel):
-    """Parameters of a style-transfer job; unknown keys are refused."""
+    """Parameters of a style-transfer job; unknown keys are refused, and so are values of another type."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+    # strict: the types the schema promises, not what pydantic could coerce into them; `true` is
+    # not an iteration count, "yes" not a boolean, "64" not a size. A float field still takes an
+    # integer (JSON has one number type). Validate JSON text with model_validate_json: strict
+    # Python-mode validation takes tuples only, while JSON arrays become the tuple fields.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, strict=True)
 
     iterations: int = Field(500, ge=1, le=MAX_JOB_ITERATIONS, description="optimisation steps in all")
     size: int = Field(512, ge=16, le=MAX_JOB_SIZE, description="long side of the output, px")

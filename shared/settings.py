@@ -48,6 +48,27 @@ class Settings(BaseSettings):
         default=2048 * 2048, description="refuse jobs whose output (params.size at the content's aspect) exceeds this"
     )
 
+    # Bounds on what one upload or one job may cost (issue 12: decode memory, job size, snapshots, run time).
+    upload_decode_memory_bytes: int = Field(
+        default=160 * 1024 * 1024,
+        ge=1,
+        description="decoded pixels in flight per API process (4 bytes a pixel, a JPEG at 1/8 scale); a decode "
+        "waits for its share. One image larger than this decodes alone. Size it to the process's memory limit",
+    )
+    upload_decode_wait_s: float = Field(
+        default=10.0, ge=0, description="how long a submission waits for decode memory before a 503 with Retry-After"
+    )
+    max_snapshots_per_job: int = Field(
+        default=100,
+        ge=1,
+        description="snapshots one job may store: params with iterations / snapshot_every above this are refused (422)",
+    )
+    max_run_seconds: float = Field(
+        default=4 * 3600.0,
+        gt=0,
+        description="run time of one attempt of a job; past it the job fails with error code run_time_exceeded",
+    )
+
     # API keys and abuse limits
     rate_limit: str = Field(
         default="600 per minute", description="requests per API key, flask-limiter notation ('100/minute;10/second')"

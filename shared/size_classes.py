@@ -1,11 +1,15 @@
-"""Size classes: jobs go to a queue by their output pixel count, and a worker consumes the
-classes its memory can hold, so a large job never lands on a GPU that cannot fit it."""
+"""Size classes: jobs go to a queue by the pixels they make the engine hold (output and style
+images), and a worker consumes the classes its memory can hold, so a large job never lands on a
+GPU that cannot fit it."""
 
 from __future__ import annotations
 
 import logging
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+from shared.job_params import JobParams
 from shared.settings import Settings
 from shared.task_names import LARGE_QUEUE, SMALL_QUEUE
 
@@ -20,11 +24,53 @@ log = logging.getLogger(__name__)
 PIXELS_PER_GB = 100_000
 RESERVED_GB = 1.5
 GB = 1024**3
+# A style image is run through the network once, without gradients, before the optimisation
+# starts, and only its Gram matrices are kept: measured on the CPU (fp32, up to conv5_1) its
+# pass peaks at ~0.55 kB a pixel, against ~6 kB an output pixel holds with L-BFGS's history.
+# So style pixels count at one per this many output pixels (8 rather than 11, for headroom).
+# The two peaks come one after the other (the style tensors are let go once their Grams are
+# made), so a job counts the larger of the two, not their sum.
+STYLE_PIXELS_PER_OUTPUT_PIXEL = 8
+
+
+@dataclass(frozen=True)
+class JobPixels:
+    """The images one job makes the engine hold, in pixels, at its final (largest) scale.
+
+    Masks, when jobs get them, are held at the output's size and belong here too.
+    """
+
+    output: int  # the output, and the content image at the same size
+    styles: tuple[int, ...]  # each style image at style_scale
+
+    @property
+    def counted(self) -> int:
+        """What the job weighs against the size classes, in output pixels."""
+        return max(self.output, math.ceil(sum(self.styles) / STYLE_PIXELS_PER_OUTPUT_PIXEL))
+
+    @property
+    def styles_dominate(self) -> bool:
+        """True when the style images, not the output, set the count (the 422 then names style_scale)."""
+        return self.counted > self.output
+
+
+def fit_long_side(width: int, height: int, long_side: int) -> tuple[int, int]:
+    """(width, height) scaled so the longer side is `long_side`, as worker.engine.imaging does (a test compares)."""
+    scale = long_side / max(width, height)
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def job_pixels(params: JobParams, content: tuple[int, int], styles: Sequence[tuple[int, int]]) -> JobPixels:
+    """The pixels of a job's output and style images, as the engine sizes them (images given as width, height)."""
+    width, height = fit_long_side(*content, max(8, params.size))
+    style_long = max(8, round(max(width, height) * params.style_scale))
+    style_pixels = tuple(w * h for w, h in (fit_long_side(*style, style_long) for style in styles))
+    return JobPixels(output=width * height, styles=style_pixels)
 
 
 @dataclass(frozen=True)
 class SizeClass:
-    """A queue and the most output pixels a job on it may have."""
+    """A queue and the most pixels (JobPixels.counted) a job on it may have."""
 
     name: str
     queue: str
@@ -40,7 +86,7 @@ def size_classes(settings: Settings) -> tuple[SizeClass, ...]:
 
 
 def queue_for(pixels: int, settings: Settings) -> str | None:
-    """The queue of the smallest class that holds `pixels`; None when no class does (answer 422)."""
+    """The queue of the smallest class that holds `pixels` (JobPixels.counted); None when no class does (answer 422)."""
     for size_class in size_classes(settings):
         if pixels <= size_class.max_pixels:
             return size_class.queue
@@ -48,7 +94,7 @@ def queue_for(pixels: int, settings: Settings) -> str | None:
 
 
 def max_job_pixels(settings: Settings) -> int:
-    """The most output pixels any class takes (for the 422's message)."""
+    """The most pixels any class takes (for the 422's message)."""
     return max(c.max_pixels for c in size_classes(settings))
 
 

@@ -51,9 +51,13 @@ class JobCallbacks(Callbacks):
         self.start_iteration = start_iteration
         self.lease_lost = lease_lost
         self.cancel_requested = False
+        self.run_time_exceeded = False
         self.started = time.monotonic()
+        # Counted from here (the job was claimed just before): set-up, model load and iterations.
+        self.deadline = self.started + ctx.settings.max_run_seconds
         self._last_write = 0.0
         self._last_event = 0.0
+        self._published_iteration = -1  # of the last progress event
         self._last_check = 0.0
         self.latest: tuple[int, Losses] | None = None
 
@@ -70,10 +74,18 @@ class JobCallbacks(Callbacks):
         self.latest = (iteration, losses)
         now = time.monotonic()
         if now - self._last_event >= self.ctx.settings.event_interval_s or iteration == self.iterations:
-            self._last_event = now
-            self.ctx.events.publish(self.job_id, "progress", self.progress_event(iteration, losses))
+            self.publish_progress()
         if now - self._last_write >= self.ctx.settings.progress_interval_s:
             self.write_progress()
+
+    def publish_progress(self) -> None:
+        """Publish the latest progress as a live event, unless that iteration's event went out already."""
+        if self.latest is None or self.latest[0] <= self._published_iteration:
+            return
+        iteration, losses = self.latest
+        self._last_event = time.monotonic()
+        self._published_iteration = iteration
+        self.ctx.events.publish(self.job_id, "progress", self.progress_event(iteration, losses))
 
     def progress_event(self, iteration: int, losses: Losses) -> dict[str, object]:
         """The payload of a progress event."""
@@ -107,10 +119,17 @@ class JobCallbacks(Callbacks):
             log.warning("job %s: progress write failed (%s); will retry", self.job_id, exc)
 
     def on_snapshot(self, iteration: int, image: Image.Image) -> None:
-        """Store the snapshot (it is also the checkpoint), list it on the job, write progress."""
+        """Write and publish progress, then store the snapshot (it is also the checkpoint) and list it on the job.
+
+        Progress first: whoever sees the snapshot (listed on the job, its event, its webhook, which
+        reads the job when it is delivered) never finds progress.iteration behind the snapshot's own.
+        The engine reports progress for an iteration before its snapshot, so `latest` is that iteration.
+        """
         if not self.hold_lease():
             log.warning("job %s: snapshot %d not written (lease lost or database unreachable)", self.job_id, iteration)
             return
+        self.write_progress()
+        self.publish_progress()
         key = snapshot_key(self.job_id, iteration)
         self.ctx.storage.put(key, png_bytes(image))
         try:
@@ -120,7 +139,6 @@ class JobCallbacks(Callbacks):
             log.warning("job %s: snapshot %d not recorded (%s)", self.job_id, iteration, exc)
         self.ctx.events.publish(self.job_id, "snapshot", {"iteration": iteration})
         notify(self.ctx.settings, self.webhook, self.job_id, "snapshot", iteration)  # an enqueue, never a POST
-        self.write_progress()
 
     def hold_lease(self) -> bool:
         """Renew the lease before writing into the job's storage prefix; False if it is not ours.
@@ -141,10 +159,13 @@ class JobCallbacks(Callbacks):
         return held
 
     def should_stop(self) -> bool:
-        """Stop on a lost lease or a shutdown at once; look for a cancel request every cancel_poll_s."""
+        """Stop on a lost lease, a shutdown or the run-time limit at once; look for a cancel every cancel_poll_s."""
         if self.lease_lost.is_set() or shutdown_requested.is_set():
             return True
         now = time.monotonic()
+        if now > self.deadline:
+            self.run_time_exceeded = True
+            return True
         if now - self._last_check >= self.ctx.settings.cancel_poll_s:
             self._last_check = now
             try:
@@ -159,3 +180,7 @@ class JobCallbacks(Callbacks):
                 return True
             self.cancel_requested = bool(row.cancel_requested)
         return self.cancel_requested
+
+    def should_interrupt(self) -> bool:
+        """The same reasons end set-up and a long iteration: a cancel must not wait for the model or the targets."""
+        return self.should_stop()

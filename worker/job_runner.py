@@ -113,6 +113,13 @@ def run_transfer(
         ctx.events.publish(job_id, "status", {"status": JobStatus.CANCELED.value})
         notify(ctx.settings, webhook, job_id, "completed", result.iterations)
         return JobStatus.CANCELED.value
+    if result.stopped and callbacks.run_time_exceeded:
+        limit = ctx.settings.max_run_seconds
+        message = (
+            f"the job ran past the run-time limit of {limit:g} s (IMPASTO_MAX_RUN_SECONDS) at iteration "
+            f"{result.iterations} of {style_params.iterations}; lower `iterations` or `size`"
+        )
+        return _fail(ctx, job_id, owner, "run_time_exceeded", message, webhook)
     if result.stopped:  # shutdown: checkpoint where we are, give the job back, let another worker go on
         if result.iterations > start:
             callbacks.on_snapshot(result.iterations, result.image)

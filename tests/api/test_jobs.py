@@ -8,6 +8,7 @@ import logging
 import struct
 import zlib
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -202,6 +203,20 @@ def test_uploads_are_content_addressed(submit: Submit, observed: Observed, image
     assert observed.job(second["id"]).content_key == observed.job(first["id"]).content_key
     assert len(observed.stored_files()) == 2
     assert observed.queued_job_ids() == [second["id"], first["id"]]  # LPUSH: newest at the head
+
+
+def test_an_upload_already_stored_is_written_again(submit: Submit, observed: Observed, images: Images) -> None:
+    """Known bytes take the same path as new ones, a full write: whether another tenant sent them cannot be timed."""
+    root = Path(impasto_of(observed.app).settings.resolved_storage_url().removeprefix("file://"))
+    stored = root / upload_key(images.png, "png")
+    assert submit(content=images.jpeg, styles=[images.png]).status_code == 202
+    first = stored.stat()
+    assert submit(content=images.jpeg, styles=[images.png]).status_code == 202
+    second = stored.stat()
+    # LocalStorage.put writes a temp file and renames it over the key: a new inode each time.
+    assert second.st_ino != first.st_ino and second.st_mtime_ns >= first.st_mtime_ns
+    assert stored.read_bytes() == images.png
+    assert [p.name for p in stored.parent.iterdir() if p.name.startswith(".tmp-")] == []
 
 
 def test_params_may_come_as_a_file_part(client: FlaskClient, images: Images, observed: Observed) -> None:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from typing import Any
 
+import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
@@ -99,3 +101,31 @@ def test_spec_declares_bearer_keys(app: Flask, client: FlaskClient) -> None:
             else:
                 assert "security" not in operation  # the document's default: a key
                 assert {"401", "429"} <= set(operation["responses"])
+
+
+@pytest.mark.parametrize(
+    ("formats", "media_types"),
+    [(None, "image/jpeg, image/png, image/webp"), (("PNG", "JPEG"), "image/png, image/jpeg")],
+    ids=["default", "narrowed"],
+)
+def test_the_job_form_names_the_image_types_accepted(
+    make_app: Callable[..., Flask], formats: tuple[str, ...] | None, media_types: str
+) -> None:
+    """The content and style parts list the image media types this deployment takes; params is JSON."""
+    app = make_app(**({"allowed_image_formats": formats} if formats else {}))
+    spec = app.test_client().get("/openapi.json").get_json()
+    form = spec["paths"]["/v1/jobs"]["post"]["requestBody"]["content"]["multipart/form-data"]
+    assert form["encoding"] == {
+        "params": {"contentType": "application/json"},
+        "content": {"contentType": media_types},
+        "style": {"contentType": media_types},
+    }
+    submission = spec["components"]["schemas"]["JobSubmission"]["properties"]
+    assert {"content", "style", "params"} <= set(submission)
+
+
+def test_the_job_form_allows_null_params(client: FlaskClient) -> None:
+    """The schema says params may be null, and the server takes null (tests/api/test_params_strict.py)."""
+    spec = client.get("/openapi.json").get_json()
+    params = spec["components"]["schemas"]["JobSubmission"]["properties"]["params"]
+    assert {"type": "null"} in params["anyOf"]

@@ -127,7 +127,7 @@ def test_cancel_running_and_queued_jobs(
 ) -> None:
     """A running job is canceled within 2 s and keeps its snapshots; a queued one never starts."""
     url, _ = production_stack
-    running = submit(url, samples, {"size": 64, "iterations": 3000, "snapshot_every": 5})
+    running = submit(url, samples, {"size": 64, "iterations": 500, "snapshot_every": 5})
     waiting = submit(url, samples, {"size": 64, "iterations": 20})
     deadline = time.monotonic() + 60
     while (

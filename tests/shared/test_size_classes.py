@@ -1,11 +1,20 @@
-"""Size classes: which queue a job of N output pixels goes to, and which queues a worker takes."""
+"""Size classes: what a job counts (output and style pixels), its queue, and which queues a worker takes."""
 
 from __future__ import annotations
 
 import pytest
 
+from shared.job_params import JobParams
 from shared.settings import get_settings
-from shared.size_classes import GB, max_job_pixels, pixels_for_memory, queue_for, queues_for_capacity
+from shared.size_classes import (
+    GB,
+    STYLE_PIXELS_PER_OUTPUT_PIXEL,
+    job_pixels,
+    max_job_pixels,
+    pixels_for_memory,
+    queue_for,
+    queues_for_capacity,
+)
 from shared.task_names import LARGE_QUEUE, SMALL_QUEUE, TRANSFER_QUEUE
 
 SETTINGS = get_settings(small_job_max_pixels=1_000_000, max_output_pixels=4_000_000)
@@ -64,3 +73,46 @@ def test_pixels_for_memory(memory_gb: float, pixels: int) -> None:
 def test_queues_for_capacity(capacity: int | None, queues: list[str]) -> None:
     """A worker consumes every class whose largest job it can hold."""
     assert queues_for_capacity(capacity, SETTINGS) == queues
+
+
+@pytest.mark.parametrize(
+    ("params", "content", "styles", "output", "style_pixels", "counted"),
+    [
+        # 4:3 content at 512 px: 512x384; a square style at scale 1: 512x512; the output decides.
+        (JobParams(size=512), (640, 480), [(100, 100)], 512 * 384, (512 * 512,), 512 * 384),
+        # style_scale 4 on a 2048 px output: an 8192x8192 style, 67 M pixels, counted as 8.4 M.
+        (JobParams(size=2048, style_scale=4), (100, 100), [(10, 10)], 2048 * 2048, (8192 * 8192,), 8192 * 8192 // 8),
+        # Every style counts, each at its own aspect: 1024x512 and 256x1024 at a 1024 px long side;
+        # together they outweigh the output.
+        (
+            JobParams(size=256, style_scale=4),
+            (300, 300),
+            [(200, 100), (50, 200)],
+            256 * 256,
+            (1024 * 512, 256 * 1024),
+            (1024 * 512 + 256 * 1024) // 8,  # 98 304: more than the output's 65 536
+        ),
+        (JobParams(size=512, style_scale=4), (512, 512), [(1, 1)] * 4, 512 * 512, (2048 * 2048,) * 4, 2097152),
+    ],
+    ids=["output decides", "one huge style", "styles at their aspects", "four styles"],
+)
+def test_job_pixels_count_the_output_and_every_style(
+    params: JobParams,
+    content: tuple[int, int],
+    styles: list[tuple[int, int]],
+    output: int,
+    style_pixels: tuple[int, ...],
+    counted: int,
+) -> None:
+    """Output at params.size, each style at style_scale times the output's long side; style pixels count 1/8."""
+    pixels = job_pixels(params, content, styles)
+    assert (pixels.output, pixels.styles, pixels.counted) == (output, style_pixels, counted)
+    assert pixels.counted == max(output, -(-sum(style_pixels) // STYLE_PIXELS_PER_OUTPUT_PIXEL))
+
+
+def test_a_job_over_the_limit_by_its_styles_gets_no_queue() -> None:
+    """2048 px with style_scale 4 fitted no class by its output alone, but its styles take it past every class."""
+    pixels = job_pixels(JobParams(size=2048, style_scale=4), (100, 100), [(10, 10)])
+    settings = get_settings()
+    assert queue_for(pixels.output, settings) == LARGE_QUEUE
+    assert queue_for(pixels.counted, settings) is None and pixels.styles_dominate

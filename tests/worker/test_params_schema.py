@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from dataclasses import fields
 
+import pytest
+
+from shared import size_classes
 from shared.job_params import VGG19_LAYERS, JobParams
-from worker.engine import StyleParams
+from worker.engine import StyleParams, imaging
 from worker.engine.vgg import FEATURE_LAYERS
 from worker.job_runner import engine_params
 
@@ -29,3 +32,11 @@ def test_stored_params_become_valid_engine_params() -> None:
     stored = JobParams(style_blend_weights=(1.0, 2.0), scales=(0.5, 1.0)).model_dump(mode="json")
     params = engine_params(stored)
     assert params.scales == (0.5, 1.0) and params.validate(style_count=2) is params
+
+
+@pytest.mark.parametrize(
+    ("width", "height", "long_side"), [(640, 480, 512), (480, 640, 512), (7, 3000, 2048), (1, 1, 8), (333, 777, 1001)]
+)
+def test_size_classes_size_images_as_the_engine_does(width: int, height: int, long_side: int) -> None:
+    """The pixels the API counts for a job (shared.size_classes) are those the engine makes."""
+    assert size_classes.fit_long_side(width, height, long_side) == imaging.fit_long_side(width, height, long_side)

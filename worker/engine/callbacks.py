@@ -21,6 +21,10 @@ class Losses:
         return asdict(self)
 
 
+class Interrupted(Exception):
+    """Raised inside the engine when should_interrupt() says so; stylize() turns it into a stopped Result."""
+
+
 class Callbacks:
     """Hooks the optimisation loop calls; subclass and override what you need."""
 
@@ -33,3 +37,16 @@ class Callbacks:
     def should_stop(self) -> bool:
         """Checked before every iteration; True ends the run cleanly with the current image."""
         return False
+
+    def should_interrupt(self) -> bool:
+        """Checked often where an iteration boundary is far: during set-up (between the network's layers
+        while computing the targets) and before each evaluation inside an iteration (L-BFGS's line search
+        makes up to 26). True ends the run as should_stop() does, with the image of the last completed
+        iteration; the work in progress is dropped. Default: never, so only should_stop() ends a run.
+        """
+        return False
+
+    def check_interrupt(self) -> None:
+        """Raise Interrupted if should_interrupt() says so (the engine calls this at its checkpoints)."""
+        if self.should_interrupt():
+            raise Interrupted

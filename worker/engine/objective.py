@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from worker.engine.gram_cache import GramCache
@@ -20,16 +22,17 @@ class Objective:
         content: torch.Tensor,  # (1, 3, H, W) RGB 0..255
         styles: list[torch.Tensor],  # each (1, 3, h, w) RGB 0..255
         gram_cache: GramCache | None = None,
+        check_interrupt: Callable[[], None] | None = None,  # between layers of the target passes
     ) -> None:
         self.model = model
         self.params = params
         self.layers = tuple(dict.fromkeys(params.content_layers + params.style_layers))
         self.layer_weights = params.layer_weights()
         with torch.no_grad():
-            features = model(content, params.content_layers, params.pooling)
+            features = model(content, params.content_layers, params.pooling, check_interrupt)
             self.content_targets = {name: features[name].float() for name in params.content_layers}
             self.content_energy = {name: energy(t) for name, t in self.content_targets.items()}
-            self.style_targets = blended_style_grams(model, params, styles, gram_cache)
+            self.style_targets = blended_style_grams(model, params, styles, gram_cache, check_interrupt)
             self.style_energy = {name: energy(g) for name, g in self.style_targets.items()}
 
     def __call__(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -58,26 +61,34 @@ class Objective:
 
 
 def blended_style_grams(
-    model: VGG19Features, params: StyleParams, styles: list[torch.Tensor], cache: GramCache | None = None
+    model: VGG19Features,
+    params: StyleParams,
+    styles: list[torch.Tensor],
+    cache: GramCache | None = None,
+    check_interrupt: Callable[[], None] | None = None,
 ) -> dict[str, torch.Tensor]:
     """Per style layer, Σ_s b_s·Ĝ_s over the style images (jcjohnson's blend of Gram targets)."""
     blend = params.blend(len(styles))
     grams: dict[str, torch.Tensor] = {}
     for weight, style in zip(blend, styles, strict=True):
-        for name, g in style_grams(model, params, style, cache).items():
+        for name, g in style_grams(model, params, style, cache, check_interrupt).items():
             grams[name] = grams[name] + weight * g if name in grams else weight * g
     return grams
 
 
 def style_grams(
-    model: VGG19Features, params: StyleParams, style: torch.Tensor, cache: GramCache | None
+    model: VGG19Features,
+    params: StyleParams,
+    style: torch.Tensor,
+    cache: GramCache | None,
+    check_interrupt: Callable[[], None] | None = None,
 ) -> dict[str, torch.Tensor]:
     """Ĝ of one style image at each style layer, from the cache when it has them."""
     key = GramCache.key(style, params.style_layers, params.pooling, model) if cache is not None else None
     if cache is not None and key is not None and (cached := cache.get(key)) is not None:
         return cached
     with torch.no_grad():
-        features = model(style, params.style_layers, params.pooling)
+        features = model(style, params.style_layers, params.pooling, check_interrupt)
         grams = {name: gram(features[name])[0] for name in params.style_layers}
     if cache is not None and key is not None:
         cache.put(key, grams)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from worker.engine import imaging
-from worker.engine.callbacks import Callbacks, Losses
+from worker.engine.callbacks import Callbacks, Interrupted, Losses
 from worker.engine.errors import EngineError
 from worker.engine.gram_cache import GramCache
 from worker.engine.objective import Objective
@@ -36,10 +36,10 @@ class Resume:
 class Result:
     """What a run produced."""
 
-    image: Image.Image
+    image: Image.Image  # interrupted in set-up: the starting point as given (resume image or content)
     iterations: int  # the last iteration completed (counting those before a resume)
     losses: Losses | None  # at the last iteration; None if no iteration ran
-    stopped: bool  # should_stop() ended it early
+    stopped: bool  # should_stop() or should_interrupt() ended it early
     seconds: float  # wall time of the loop, targets included
     evaluations: int  # forward+backward passes; L-BFGS's line search may add some
     device: str
@@ -69,30 +69,40 @@ def stylize(
         torch.backends.cudnn.benchmark = True  # fixed shapes per stage: autotuning pays off
     content_image = imaging.open_image(content)
     style_images = [imaging.open_image(s) for s in styles]
-    model = load_vgg(weights, device, deepest_layer(params.content_layers + params.style_layers))
     started = time.perf_counter()
-    run = _Run(params, callbacks, model, device, content_image, style_images, gram_cache)
     start_iteration = resume.iteration + 1 if resume else 1
+    run: _Run | None = None
     pixels: torch.Tensor | None = None
-    if resume is not None:
-        pixels = imaging.to_tensor(imaging.open_image(resume.image)).to(device)
-    elif params.init == "image":
-        pixels = imaging.to_tensor(imaging.open_image(init_image)).to(device)  # type: ignore[arg-type]
     done, losses, stopped = resume.iteration if resume else 0, None, False
-    for scale, first, last in params.stage_plan():
-        if last < start_iteration:
-            continue
-        pixels, done, losses, stopped = run.stage(scale, max(first, start_iteration), last, pixels, done, losses)
-        if stopped:
-            break
-    assert pixels is not None
+    try:
+        callbacks.check_interrupt()  # a cancel that came while the images were read
+        model = load_vgg(weights, device, deepest_layer(params.content_layers + params.style_layers))
+        started = time.perf_counter()  # the loop's time, targets included; not the network's loading
+        callbacks.check_interrupt()
+        run = _Run(params, callbacks, model, device, content_image, style_images, gram_cache)
+        if resume is not None:
+            pixels = imaging.to_tensor(imaging.open_image(resume.image)).to(device)
+        elif params.init == "image":
+            pixels = imaging.to_tensor(imaging.open_image(init_image)).to(device)  # type: ignore[arg-type]
+        for scale, first, last in params.stage_plan():
+            if last < start_iteration:
+                continue
+            pixels, done, losses, stopped = run.stage(scale, max(first, start_iteration), last, pixels, done, losses)
+            if stopped:
+                break
+    except Interrupted:  # before the first stage began: nothing of this run is in `pixels` yet
+        stopped = True
+    if pixels is None or run is None:  # interrupted in set-up: the run's starting point, unchanged
+        image = imaging.open_image(resume.image) if resume is not None else content_image
+    else:
+        image = imaging.to_image(run.delivered(pixels))
     return Result(
-        image=imaging.to_image(run.delivered(pixels)),
+        image=image,
         iterations=done,
         losses=losses,
         stopped=stopped,
         seconds=time.perf_counter() - started,
-        evaluations=run.evaluations,
+        evaluations=run.evaluations if run is not None else 0,
         device=str(device),
     )
 
@@ -128,8 +138,12 @@ class _Run:
         pixels: torch.Tensor | None,
         done: int,
         losses: Losses | None,
-    ) -> tuple[torch.Tensor, int, Losses | None, bool]:
-        """Run iterations first..last at one scale; returns (pixels, done, losses, stopped)."""
+    ) -> tuple[torch.Tensor | None, int, Losses | None, bool]:
+        """Run iterations first..last at one scale; returns (pixels, done, losses, stopped).
+
+        Interrupted while the targets are computed, it returns the pixels it was given (None on a
+        first stage: nothing optimised yet); inside an iteration, the pixels before that iteration.
+        """
         p = self.params
         width, height = imaging.fit_long_side(*self.content.size, max(8, round(p.size * scale)))
         content = imaging.to_tensor(self.content, (width, height)).to(self.device)  # (1, 3, H, W)
@@ -139,7 +153,13 @@ class _Run:
         if p.preserve_color:
             content = imaging.luminance_image(content)
             styles = [imaging.match_luminance(imaging.luminance_image(s), content) for s in styles]
-        objective = Objective(self.model, p, content, styles, self.gram_cache)  # type: ignore[arg-type]
+        check = self.callbacks.check_interrupt
+        try:
+            check()  # resizing a large style image takes a while too
+            objective = Objective(self.model, p, content, styles, self.gram_cache, check)  # type: ignore[arg-type]
+        except Interrupted:
+            return pixels, done, losses, True
+        del styles  # the Gram targets hold what the optimisation needs of them
         if pixels is None:
             pixels = self._initial_pixels(content)
         else:
@@ -147,7 +167,7 @@ class _Run:
             if p.preserve_color:
                 pixels = imaging.luminance_image(pixels)
         z = torch.logit((pixels / 255).clamp(_EDGE, 1 - _EDGE)).detach().contiguous().requires_grad_(True)
-        evaluate = _CachedEvaluation(z, objective)
+        evaluate = _CachedEvaluation(z, objective, check)
         optimizer = self._optimizer(z)
 
         def closure() -> torch.Tensor:
@@ -159,8 +179,15 @@ class _Run:
             if self.callbacks.should_stop():
                 stopped = True
                 break
-            optimizer.step(closure)  # type: ignore[arg-type]  # torch's stub says float; a tensor is fine
-            evaluate()  # losses at the accepted point; the next step reuses this evaluation
+            before = z.detach().clone()  # the line search moves z in place; an interrupt restores it
+            try:
+                optimizer.step(closure)  # type: ignore[arg-type]  # torch's stub says float; a tensor is fine
+                evaluate()  # losses at the accepted point (Adam's is new); the next step reuses this evaluation
+            except Interrupted:
+                with torch.no_grad():
+                    z.copy_(before)
+                stopped = True
+                break
             content_term, style_term, tv_term = evaluate.terms.tolist()
             total = content_term + style_term + tv_term
             if not math.isfinite(total):
@@ -218,9 +245,10 @@ class _CachedEvaluation:
     previous call's line search already evaluated; with max_iter=1 that would double the cost.
     """
 
-    def __init__(self, z: torch.Tensor, objective: Objective) -> None:
+    def __init__(self, z: torch.Tensor, objective: Objective, check_interrupt: Callable[[], None]) -> None:
         self.z = z
         self.objective = objective
+        self.check_interrupt = check_interrupt  # before each new evaluation: a line search makes many
         self.count = 0
         self._at: torch.Tensor | None = None
         self._grad: torch.Tensor | None = None
@@ -233,6 +261,7 @@ class _CachedEvaluation:
             assert self._grad is not None and self._total is not None
             z.grad = self._grad.clone()
             return self._total
+        self.check_interrupt()
         with torch.enable_grad():
             if z.grad is not None:
                 z.grad = None

@@ -6,6 +6,7 @@ import importlib.util
 import os
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
@@ -80,9 +81,16 @@ class VGG19Features(nn.Module):
         return (x * p.scale - mean) / std
 
     def forward(  # type: ignore[override]
-        self, rgb255: torch.Tensor, layers: tuple[str, ...], pooling: str = "max"
+        self,
+        rgb255: torch.Tensor,
+        layers: tuple[str, ...],
+        pooling: str = "max",
+        before_layer: Callable[[], None] | None = None,
     ) -> dict[str, torch.Tensor]:
-        """Rectified activations of `layers` for an RGB 0..255 batch; stops after the deepest."""
+        """Rectified activations of `layers` for an RGB 0..255 batch; stops after the deepest.
+
+        `before_layer` runs before each conv layer (it may raise to abandon a long pass).
+        """
         wanted = set(layers)
         deepest = max(CONV_NAMES.index(name) for name in wanted)
         if deepest >= len(self.convs):
@@ -91,6 +99,8 @@ class VGG19Features(nn.Module):
         x = self.preprocess(rgb255)
         out: dict[str, torch.Tensor] = {}
         for index, name in enumerate(CONV_NAMES[: deepest + 1]):
+            if before_layer is not None:
+                before_layer()
             if index > 0 and name.endswith("_1"):
                 # ceil_mode as in Caffe, where the original weights were trained; it also keeps
                 # a map of odd or tiny size from shrinking to nothing before conv5_1.
