@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from shared.api_client import parse_sse
+from impasto.sse import parse_sse
 from shared.cli import API_THREADS
 from tests.conftest import create_postgres_database, drop_postgres_database, flushed_redis
 from tests.deploy.proxy_config import nginx_binary, running_nginx, seconds, shipped_directives
@@ -182,7 +182,7 @@ def test_events_stream_through_the_proxy(proxied_stack: tuple[str, str, Processe
         with requests.get(url, headers=auth(proxy_url), stream=True, timeout=(10, 120)) as stream:
             assert stream.status_code == 200 and stream.headers["Content-Type"].startswith("text/event-stream")
             lines = (line.decode() for line in stream.iter_lines())
-            first_progress = next(data for name, data, _ in parse_sse(lines) if name == "progress")
+            first_progress = next(event.data for event in parse_sse(lines) if event.event == "progress")
             job = requests.get(f"{proxy_url}/v1/jobs/{job_id}", headers=auth(proxy_url), timeout=10).json()
         assert first_progress["iteration"] < 500
         assert job["status"] == "running", job["status"]
