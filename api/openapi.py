@@ -16,7 +16,7 @@ from pydantic.json_schema import JsonSchemaMode, models_json_schema
 from api.auth import is_public, public
 from api.context import EXTENSION_KEY
 from api.images import MEDIA_TYPES
-from api.schemas import ErrorBody
+from api.schemas import ErrorBody, JobSubmission
 from shared.job_params import JobParams
 
 bp = Blueprint("openapi", __name__)
@@ -54,16 +54,31 @@ class Operation:
 
     responses: Mapping[int, ResponseSpec] = field(default_factory=lambda: {200: "application/json"})
     query: type[BaseModel] | None = None
-    form: type[BaseModel] | None = None
+    form: type[BaseModel] | None = None  # a multipart/form-data body
+    json: type[BaseModel] | None = None  # an application/json body
+
+    @property
+    def body(self) -> tuple[str, type[BaseModel]] | None:
+        """The request body's media type and model, if the operation reads one."""
+        if self.form is not None:
+            return "multipart/form-data", self.form
+        if self.json is not None:
+            return "application/json", self.json
+        return None
 
 
 def documented(
-    responses: Mapping[int, ResponseSpec], query: type[BaseModel] | None = None, form: type[BaseModel] | None = None
+    responses: Mapping[int, ResponseSpec],
+    query: type[BaseModel] | None = None,
+    form: type[BaseModel] | None = None,
+    json: type[BaseModel] | None = None,
 ) -> Callable[[View], View]:
-    """Attach an Operation to a view for the generated spec."""
+    """Attach an Operation to a view for the generated spec; its body is a `form` or a `json` model, if any."""
+    if form is not None and json is not None:
+        raise TypeError("an operation reads one body: a form or JSON, not both")
 
     def attach(view: View) -> View:
-        view.__openapi__ = Operation(responses=responses, query=query, form=form)  # type: ignore[attr-defined]
+        view.__openapi__ = Operation(responses=responses, query=query, form=form, json=json)  # type: ignore[attr-defined]
         return view
 
     return attach
@@ -103,6 +118,7 @@ def build_spec(app: Flask) -> dict[str, Any]:
         for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"})
     ]
     schemas, refs = model_schemas([operation_of(view) for _rule, _method, view in routes])
+    deployment_limits(schemas, app)
     paths: dict[str, dict[str, Any]] = {}
     for rule, method, view in routes:
         path, parameters = openapi_path(rule.rule)
@@ -123,16 +139,12 @@ def build_spec(app: Flask) -> dict[str, Any]:
             entry["security"] = []  # overrides the document's default: no key needed
         if parameters:
             entry["parameters"] = parameters
-        if operation.form is not None:
-            entry["requestBody"] = {
-                "required": True,
-                "content": {
-                    "multipart/form-data": {
-                        "schema": refs[(operation.form, "validation")],
-                        "encoding": multipart_encoding(app),
-                    }
-                },
-            }
+        if operation.body is not None:
+            media_type, model = operation.body
+            content: dict[str, Any] = {"schema": refs[(model, "validation")]}
+            if media_type == "multipart/form-data":
+                content["encoding"] = multipart_encoding(app)
+            entry["requestBody"] = {"required": True, "content": {media_type: content}}
         paths.setdefault(path, {})[method.lower()] = entry
     return {
         "openapi": OPENAPI_VERSION,
@@ -150,17 +162,27 @@ def multipart_encoding(app: Flask) -> dict[str, Any]:
     return {"params": {"contentType": "application/json"}, "content": images, "style": images}
 
 
+def deployment_limits(schemas: dict[str, Any], app: Flask) -> None:
+    """Write this deployment's settings into the models' schemas: the most style images a job takes."""
+    settings = app.extensions[EXTENSION_KEY].settings
+    schemas[JobSubmission.__name__]["properties"]["style"]["maxItems"] = settings.max_styles
+
+
 RefKey = tuple[type[BaseModel], JsonSchemaMode]
 
 
 def model_schemas(operations: list[Operation]) -> tuple[dict[str, Any], dict[RefKey, dict[str, Any]]]:
     """JSON schemas of every model the operations name, plus JobParams and the error body."""
-    keys: dict[RefKey, None] = {(JobParams, "validation"): None, (ErrorBody, "serialization"): None}
+    keys: dict[RefKey, None] = {
+        (JobParams, "validation"): None,
+        (JobSubmission, "validation"): None,  # deployment_limits edits it
+        (ErrorBody, "serialization"): None,
+    }
     for operation in operations:
         for spec in operation.responses.values():
             if isinstance(spec, type):
                 keys[(spec, "serialization")] = None
-        for model in (operation.query, operation.form):
+        for model in (operation.query, operation.form, operation.json):
             if model is not None:
                 keys[(model, "validation")] = None
     refs, definitions = models_json_schema(list(keys), ref_template=REF_TEMPLATE)

@@ -3,13 +3,16 @@ openapi publishes their JSON schemas."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic.json_schema import SkipJsonSchema
 
 from shared.job_params import JobParams
 from shared.status import JobStatus
+from shared.webhooks import EVENTS_FILTER_PATTERN, MAX_URL_LENGTH, URL_PATTERN
 
 
 class Loss(BaseModel):
@@ -135,8 +138,48 @@ class Liveness(BaseModel):
     status: str
 
 
+class LoginRequest(BaseModel):
+    """The JSON body of POST /web/login."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    token: str = Field(min_length=1, description="the one-time token from the login link `impasto up` printed")
+
+
+class LoginAnswer(BaseModel):
+    """What POST /web/login gives for a valid token."""
+
+    api_key: str = Field(description="the local stack's API key")
+
+
+# What shared/webhooks.py accepts, as far as a schema can say (not: that the host resolves to public addresses).
+WebhookUrlText = Annotated[str, StringConstraints(max_length=MAX_URL_LENGTH, pattern=URL_PATTERN)]
+EventsFilterText = Annotated[str, StringConstraints(pattern=EVENTS_FILTER_PATTERN)]
+
+
+def without_default(format_name: str | None = None) -> Callable[[dict[str, Any]], None]:
+    """A json_schema_extra without the field's `default: null` (an absent form field has no value), with a format."""
+
+    def edit(schema: dict[str, Any]) -> None:
+        schema.pop("default", None)
+        if format_name is not None:
+            schema["format"] = format_name
+
+    return edit
+
+
 class JobSubmission(BaseModel):
-    """The multipart form of POST /v1/jobs (documentation: the view reads the form itself)."""
+    """The multipart form of POST /v1/jobs (documentation: the view reads the form itself).
+
+    No other field is accepted. Form fields are text: `webhook` is absent or a URL, never null.
+    The style count's maxItems is the deployment's IMPASTO_MAX_STYLES (openapi.deployment_limits).
+    """
+
+    model_config = ConfigDict(
+        extra="forbid",
+        # OpenAPI 3.1 (JSON Schema 2020-12): a filter without a webhook is refused.
+        json_schema_extra={"dependentRequired": {"webhook_events_filter": ["webhook"]}},
+    )
 
     content: bytes = Field(description="the content image: JPEG, PNG or WebP")
     style: list[bytes] = Field(min_length=1, description="one or more style images; repeat the field")
@@ -145,7 +188,15 @@ class JobSubmission(BaseModel):
         description='a JSON object string with exact types (no "64" for 64, no 1 for true); '
         "omitted keys, or null, take defaults",
     )
-    webhook: str | None = Field(None, description="http(s) URL that gets signed start/snapshot/completed events")
-    webhook_events_filter: list[str] | None = Field(
-        None, description="events the webhook gets: start, snapshot, completed (default: all); repeat or comma-separate"
+    webhook: WebhookUrlText | SkipJsonSchema[None] = Field(
+        None,  # absent, never null: None is left out of the schema
+        description="http(s) URL that gets signed start/snapshot/completed events; its host must resolve "
+        "to public addresses (unless the server allows private ones); leave the field out for none",
+        json_schema_extra=without_default("uri"),
+    )
+    webhook_events_filter: list[EventsFilterText] | SkipJsonSchema[None] = Field(
+        None,
+        description="events the webhook gets: start, snapshot, completed (default: all); "
+        "repeat the field or comma-separate, without spaces",
+        json_schema_extra=without_default(),
     )

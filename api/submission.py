@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 
 from flask import Request
@@ -12,11 +13,24 @@ from werkzeug.datastructures import FileStorage
 from api.decode_budget import DecodeBudget, DecodeBusy, app_decode_budget
 from api.errors import ApiError, validation_details
 from api.images import CheckedImage, ImageRejected, check_image
+from api.schemas import JobSubmission
 from shared.job_params import JobParams
 from shared.settings import Settings
 from shared.size_classes import STYLE_PIXELS_PER_OUTPUT_PIXEL, job_pixels, max_job_pixels, queue_for
-from shared.webhooks import WebhookRefused, check_webhook_url, parse_events_filter
+from shared.webhooks import (
+    EVENTS_FILTER_PATTERN,
+    WEBHOOK_EVENTS,
+    WebhookRefused,
+    check_webhook_url,
+    parse_events_filter,
+)
 
+# The fields of the form, as the schema lists them; of each kind: image files, text fields (params: either).
+FORM_FIELDS = tuple(JobSubmission.model_fields)
+FILE_FIELDS = frozenset({"content", "style", "params"})
+TEXT_FIELDS = frozenset({"params", "webhook", "webhook_events_filter"})
+MAX_FIELD_NAME_SHOWN = 100  # of a name or value quoted in an error; the rest is cut
+EVENTS_FILTER = re.compile(EVENTS_FILTER_PATTERN)
 # HTTP status per image rejection code: another format is 415, a bad or huge image 422.
 IMAGE_ERROR_STATUS: dict[str, int] = {"unsupported_format": 415}
 # Real params are a few hundred bytes; the cap keeps a file part from feeding the JSON parser megabytes.
@@ -44,6 +58,7 @@ def read_submission(request: Request, settings: Settings) -> Submission:
     if request.mimetype != "multipart/form-data":
         raise ApiError(415, "unsupported_media_type", "send the job as multipart/form-data")
     files = request.files  # parsing the body raises 413 past MAX_CONTENT_LENGTH
+    check_field_names(request)
     contents = files.getlist("content")
     styles = files.getlist("style")
     if len(contents) != 1:
@@ -70,26 +85,60 @@ def read_submission(request: Request, settings: Settings) -> Submission:
     )
 
 
+def check_field_names(request: Request) -> None:
+    """Every part is a field of the form (JobSubmission), of its kind: images are files, webhook fields text."""
+    unknown = sorted((set(request.form) | set(request.files)) - set(FORM_FIELDS))[:MAX_DETAILS]
+    if unknown:
+        names = ", ".join(repr(name[:MAX_FIELD_NAME_SHOWN]) for name in unknown)
+        raise ApiError(
+            422,
+            "unknown_field",
+            f"unknown form field(s) {names}; the fields are {', '.join(FORM_FIELDS)}",
+            details=[{"field": name[:MAX_FIELD_NAME_SHOWN], "message": "not a field of this form"} for name in unknown],
+        )
+    # Else a part of the wrong kind would be ignored: request.files and request.form are read apart.
+    if texts_as_files := sorted(set(request.files) - FILE_FIELDS):
+        raise ApiError(400, "bad_request", f"send {texts_as_files[0]!r} as a text field, not a file part")
+    if files_as_texts := sorted(set(request.form) - TEXT_FIELDS):
+        name = files_as_texts[0]
+        raise ApiError(400, "bad_request", f"send {name!r} as a file part (curl -F {name}=@file)")
+
+
 def read_webhook(request: Request, settings: Settings) -> tuple[str | None, list[str] | None]:
-    """The `webhook` URL and `webhook_events_filter` (repeated fields or comma-separated); 422 names the field."""
-    url = request.form.get("webhook", "").strip()
-    names = [name.strip() for value in request.form.getlist("webhook_events_filter") for name in value.split(",")]
-    names = [name for name in names if name]
-    if not url:
-        if names:
+    """The `webhook` URL and `webhook_events_filter` (repeated fields or comma-separated); 422 names the field.
+
+    Exactly what the schema says: one webhook, as sent (an empty one is refused, nothing is stripped),
+    and filter values that are comma-separated event names, only with a webhook.
+    """
+    urls = request.form.getlist("webhook")
+    filters = request.form.getlist("webhook_events_filter")
+    if not urls:
+        if filters:
             raise webhook_error("webhook_events_filter", "given without a webhook")
         return None, None
+    if len(urls) > 1:
+        raise webhook_error("webhook", "given more than once; send one URL")
+    url = urls[0]
+    if not url:
+        raise webhook_error("webhook", "is empty; leave the field out for no webhook")
     if settings.webhook_secret is None:
         raise webhook_error("webhook", "webhooks are not enabled on this server (no IMPASTO_WEBHOOK_SECRET)")
-    try:
-        events = parse_events_filter(names)
-    except ValueError as exc:
-        raise webhook_error("webhook_events_filter", str(exc)) from exc
+    events = read_events_filter(filters)
     try:
         check_webhook_url(url, settings.webhook_allow_private)
     except WebhookRefused as exc:
         raise webhook_error("webhook", str(exc)) from exc
     return url, sorted(events)
+
+
+def read_events_filter(values: list[str]) -> frozenset[str]:
+    """The events named by webhook_events_filter values (default: all); 422 for a value the schema's pattern refuses."""
+    for value in values:
+        if not EVENTS_FILTER.fullmatch(value):
+            events = ", ".join(WEBHOOK_EVENTS)
+            message = f"{value[:MAX_FIELD_NAME_SHOWN]!r} is not {events}, comma-separated without spaces"
+            raise webhook_error("webhook_events_filter", message)
+    return parse_events_filter([name for value in values for name in value.split(",")])
 
 
 def webhook_error(field: str, message: str) -> ApiError:

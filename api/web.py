@@ -10,12 +10,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from flask import Blueprint, Response, jsonify, request
+from pydantic import ValidationError
 
 from api.auth import public
 from api.context import current_impasto
-from api.errors import ApiError
+from api.errors import ApiError, validation_details
 from api.openapi import documented
-from api.schemas import ErrorBody
+from api.schemas import ErrorBody, LoginAnswer, LoginRequest
 from shared.local_key import read_local_key, redeem_web_token
 
 bp = Blueprint("web", __name__)
@@ -66,7 +67,7 @@ def page_file(name: str) -> Response:
 
 @bp.post("/web/login")
 @public
-@documented(responses={200: "application/json", 400: ErrorBody, 403: ErrorBody})
+@documented(responses={200: LoginAnswer, 400: ErrorBody, 403: ErrorBody}, json=LoginRequest)
 def login() -> Response:
     """Trade the one-time token of `impasto up`'s login link for the stack's local API key.
 
@@ -75,16 +76,24 @@ def login() -> Response:
     owner-only data folder, so no other user of the machine can log in.
     """
     settings = current_impasto().settings
-    body = request.get_json(silent=True)
-    token = body.get("token") if isinstance(body, dict) else None
-    if not isinstance(token, str) or not token:
-        raise ApiError(400, "bad_request", 'send {"token": "..."} from the login link `impasto up` printed')
+    token = read_login_token()
     key = read_local_key(settings.local_api_key_path()) if settings.uses_embedded_broker() else None
     if key is None or not redeem_web_token(settings, token):
         raise ApiError(
             403, "invalid_login_token", "this login link was used already or is not this stack's: use the new one "
             "`impasto up` printed, or paste an API key",
         )  # fmt: skip
-    response = jsonify({"api_key": key})
+    response = jsonify(LoginAnswer(api_key=key).model_dump())
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+def read_login_token() -> str:
+    """The token of a JSON body that is exactly LoginRequest (what the spec says); 400 for anything else."""
+    message = 'send {"token": "..."} as application/json, from the login link `impasto up` printed'
+    if not request.is_json:
+        raise ApiError(400, "bad_request", message)
+    try:
+        return LoginRequest.model_validate_json(request.get_data()).token
+    except ValidationError as exc:
+        raise ApiError(400, "bad_request", message, details=validation_details(exc, root="body")) from exc

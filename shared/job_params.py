@@ -6,7 +6,8 @@ Mirrors worker.engine.StyleParams (a test keeps the two in step) without importi
 from __future__ import annotations
 
 import math
-from typing import Literal
+from collections.abc import Callable
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -32,6 +33,25 @@ MAX_WEIGHT = 1e9
 Weight = float
 
 
+def schema_keywords(**keywords: Any) -> Callable[[dict[str, Any]], None]:
+    """A json_schema_extra publishing checks the validators below make: on the array (of an optional field), and
+    `items=` on its items. Only what JSON Schema can say; cross-field rules (one weight per layer) stay prose."""
+
+    def edit(schema: dict[str, Any]) -> None:
+        array = next((branch for branch in schema.get("anyOf", []) if branch.get("type") == "array"), schema)
+        array.update({name: value for name, value in keywords.items() if name != "items"})
+        array["items"].update(keywords.get("items", {}))
+
+    return edit
+
+
+UNIQUE_LAYERS = schema_keywords(uniqueItems=True)  # _consistent: a layer named twice is refused
+# _finite_non_negative: each weight in [0, MAX_WEIGHT], not all 0.
+WEIGHTS = schema_keywords(minItems=1, contains={"exclusiveMinimum": 0}, items={"minimum": 0, "maximum": MAX_WEIGHT})
+# _coarse_to_fine: each in (0, 1], one of them 1.0; distinct (the order, increasing, JSON Schema cannot say).
+SCALES = schema_keywords(uniqueItems=True, contains={"const": 1.0}, items={"exclusiveMinimum": 0, "maximum": 1})
+
+
 class JobParams(BaseModel):
     """Parameters of a style-transfer job; unknown keys are refused, and so are values of another type."""
 
@@ -47,19 +67,34 @@ class JobParams(BaseModel):
     content_weight: Weight = Field(1.0, ge=0, le=MAX_WEIGHT, description="α, relative content loss weight")
     style_weight: Weight = Field(25.0, ge=0, le=MAX_WEIGHT, description="β, relative style loss weight")
     tv_weight: Weight = Field(0.0, ge=0, le=MAX_WEIGHT, description="total-variation weight")
-    content_layers: tuple[Layer, ...] = Field(("conv4_2",), min_length=1, max_length=16)
-    style_layers: tuple[Layer, ...] = Field(
-        ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1"), min_length=1, max_length=16
+    content_layers: tuple[Layer, ...] = Field(
+        ("conv4_2",), min_length=1, max_length=16, json_schema_extra=UNIQUE_LAYERS
     )
-    style_layer_weights: tuple[Weight, ...] | None = Field(None, description="one per style layer")
+    style_layers: tuple[Layer, ...] = Field(
+        ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1"),
+        min_length=1,
+        max_length=16,
+        json_schema_extra=UNIQUE_LAYERS,
+    )
+    style_layer_weights: tuple[Weight, ...] | None = Field(
+        None, description="one per style layer", json_schema_extra=WEIGHTS
+    )
     optimizer: Literal["lbfgs", "adam"] = "lbfgs"
     learning_rate: float | None = Field(None, gt=0, le=1e4, description="default: 1 for L-BFGS, 0.05 for Adam")
     init: Literal["content", "noise"] = "content"
     seed: int = Field(0, ge=0, le=2**63 - 1)
     pooling: Literal["max", "avg"] = "max"
-    style_blend_weights: tuple[Weight, ...] | None = Field(None, description="one per style image")
+    style_blend_weights: tuple[Weight, ...] | None = Field(
+        None, description="one per style image", json_schema_extra=WEIGHTS
+    )
     preserve_color: bool = False
-    scales: tuple[float, ...] = Field((1.0,), min_length=1, max_length=6, description="coarse-to-fine fractions")
+    scales: tuple[float, ...] = Field(
+        (1.0,),
+        min_length=1,
+        max_length=6,
+        description="coarse-to-fine fractions, increasing, ending at 1.0",
+        json_schema_extra=SCALES,
+    )
     snapshot_every: int = Field(50, ge=0, le=MAX_JOB_ITERATIONS, description="0 = no snapshots")
     precision: Literal["fp32", "bf16"] = Field(
         "fp32", description="bf16: the network's convolutions under bf16 autocast (Grams and losses stay fp32)"

@@ -38,6 +38,11 @@ FAIL_FAST = {"max_retries": 1, "interval_start": 0, "interval_step": 0.1, "inter
 # RFC 3986's characters and nothing else: no whitespace, control characters, backslashes or
 # non-ASCII, which URL parsers disagree about (urlsplit and urllib3 split "a:1\@b" differently).
 URL_CHARACTERS = re.compile(r"[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]+")
+# What the API schema publishes of the checks below: a lower-case http(s) scheme, then URL
+# characters (a JSON Schema pattern, so written in the syntax Python and ECMA-262 share).
+URL_PATTERN = rf"^https?://{URL_CHARACTERS.pattern}$"
+# One webhook_events_filter value: events, comma-separated, nothing else (no spaces, no empty parts).
+EVENTS_FILTER_PATTERN = "^({0})(,({0}))*$".format("|".join(WEBHOOK_EVENTS))
 # A DNS name in letters, digits and hyphens (internationalised names in their xn-- form).
 HOSTNAME = re.compile(r"(?=.{1,253}\.?$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*\.?")
 # A last label that is a number: getaddrinfo reads "2130706433", "127.1" or "0x7f.1" as IPv4.
@@ -99,7 +104,8 @@ def parse_webhook_url(url: str) -> WebhookUrl:
         other_port = other.port
     except (LocationParseError, ValueError) as exc:
         raise WebhookRefused("is not a valid URL (or its port is out of range)") from exc
-    if parts.scheme not in ("http", "https") or not parts.host:
+    # The scheme as written, not as parsed: urllib3 reads HTTP:// as http://, the published pattern does not.
+    if not url.startswith(("http://", "https://")) or not parts.host:
         raise WebhookRefused("must be an http:// or https:// URL with a host")
     if parts.auth is not None or "@" in (other.netloc or ""):
         raise WebhookRefused("must not carry a user name or password (user@host)")

@@ -4,8 +4,10 @@ parameter), fuzzing (positive and negative), and stateful sequences along the li
 infers (a submitted job's id flows into get, cancel, delete, events, output...). Whatever the
 request, the API never answers 5xx and answers as its spec says.
 
-Opaque values the spec can only call "a string" (job ids, cursors) and image bytes (the spec cannot
-say "decodable") are swapped for real ones in cases meant to be valid; nothing else is.
+Opaque values the spec can only call "a string" (job ids, cursors), image bytes (the spec cannot
+say "decodable") and webhook URLs (nor "resolves to a public address") are swapped for real ones in
+cases meant to be valid, and params are made to obey the rules between fields that JSON Schema
+cannot state (one weight per layer, scales in order, the snapshot cap); nothing else is.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from schemathesis.generation.hypothesis.builder import HypothesisTestConfig, Hyp
 from sqlalchemy import delete
 
 from api.pagination import encode_cursor
+from shared.job_params import JobParams
 from shared.models import IdempotencyKey, Job, JobSnapshot, JobStatusChange
 from shared.status import JobStatus
 from tests.api.conftest import Images, WorkerActions, add_key, impasto_of, keyed_client
@@ -38,6 +41,9 @@ MAX_EXAMPLES = 15
 STATEFUL_SEQUENCES = 15
 STATEFUL_STEPS = 6
 STREAM_TIMEOUT_S = 1.0  # how long an event stream is read
+# A webhook the server takes without a DNS lookup (an address, not a name) nor private addresses
+# allowed: example.com's; nothing is delivered, as no webhook worker runs here.
+PUBLIC_WEBHOOK = "https://93.184.215.14/hook"
 HYPOTHESIS = settings(
     max_examples=MAX_EXAMPLES,
     deadline=None,
@@ -67,19 +73,20 @@ def seed_jobs(app: Flask, key: str, images: Images) -> list[str]:
 
 
 class RealInputs:
-    """Real values for the opaque parts of generated cases: job ids in turn, a real cursor, real images."""
+    """Real values for the opaque parts of generated cases: job ids in turn, a real cursor, real images, a webhook."""
 
     def __init__(self, app: Flask, job_ids: list[str], images: Images) -> None:
         self.job_ids: Iterator[str | None] = itertools.cycle([None, *job_ids])  # None: keep the generated id
         self.swap_ids = True
         self.images = images
+        self.max_snapshots = impasto_of(app).settings.max_snapshots_per_job
         with impasto_of(app).sessions() as session:
             job = session.get(Job, job_ids[0])
             assert job is not None
             self.cursor = encode_cursor(job.created_at, job.id)
 
     def apply(self, case: Any) -> None:
-        """Point the case at a real job; in a case meant to be valid, use a real cursor and real images."""
+        """Point the case at a real job; in a case meant to be valid, use a real cursor, images and webhook."""
         job_id = next(self.job_ids) if self.swap_ids else None
         if job_id is not None and "job_id" in (case.path_parameters or {}):
             case.path_parameters["job_id"] = job_id
@@ -90,6 +97,32 @@ class RealInputs:
         if isinstance(case.body, dict) and "content" in case.body:
             case.body["content"] = self.images.jpeg
             case.body["style"] = [self.images.png]
+            if "webhook" in case.body:
+                case.body["webhook"] = PUBLIC_WEBHOOK
+            if isinstance(case.body.get("params"), dict):
+                obey_cross_field_rules(case.body["params"], len(case.body["style"]), self.max_snapshots)
+
+
+def obey_cross_field_rules(params: dict[str, Any], style_count: int, max_snapshots: int) -> None:
+    """Edit schema-valid params to obey JobParams' rules between fields (and with the form), which a JSON
+    schema cannot state; tests/engine/test_params.py and api/test_params_strict.py show them refused."""
+
+    def value(name: str) -> Any:
+        return params.get(name, JobParams.model_fields[name].default)
+
+    params["scales"] = sorted(value("scales"))  # distinct, so sorted is increasing
+    params["iterations"] = max(value("iterations"), len(params["scales"]))
+    if (layer_weights := value("style_layer_weights")) is not None:  # one per style layer
+        params["style_layer_weights"] = list(
+            itertools.islice(itertools.cycle(layer_weights), len(value("style_layers")))
+        )
+    if (blend := value("style_blend_weights")) is not None:  # one per style image, not all 0
+        params["style_blend_weights"] = [max(blend)] * style_count
+    if value("content_weight") == 0 and value("style_weight") == 0:
+        params["content_weight"] = 1.0
+    every = value("snapshot_every")
+    if every and params["iterations"] // every > max_snapshots:
+        params["snapshot_every"] = params["iterations"] // (max_snapshots + 1) + 1
 
 
 def fuzz_app(make_app: Callable[..., Flask], images: Images) -> tuple[Flask, str, RealInputs]:
