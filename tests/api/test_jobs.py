@@ -161,6 +161,34 @@ def test_two_content_files_are_refused(client: FlaskClient, images: Images, obse
     assert_nothing_changed(observed)
 
 
+@pytest.mark.parametrize(
+    ("extra", "status", "code", "named"),
+    [
+        ({"iterations": "10"}, 422, "unknown_field", "iterations"),  # a param sent as its own field
+        ({"webhooks": "https://93.184.215.14/h"}, 422, "unknown_field", "webhooks"),  # a typo
+        ({"notes": (b"x", "notes.txt")}, 422, "unknown_field", "notes"),  # an unknown file part
+        ({"webhook": (b"https://93.184.215.14/h", "hook.txt")}, 400, "bad_request", "webhook"),
+        ({"style": "s.png"}, 400, "bad_request", "style"),  # text where a file belongs: never ignored
+    ],
+    ids=["param as a field", "typo", "unknown file", "webhook as a file", "style as text"],
+)
+def test_every_part_is_a_field_of_its_kind(
+    client: FlaskClient, images: Images, observed: Observed, extra: dict[str, Any], status: int, code: str, named: str
+) -> None:
+    """The schema says additionalProperties: false; a part the form does not have is refused, naming it."""
+    data = {"content": (io.BytesIO(images.jpeg), "c.jpg"), "style": [(io.BytesIO(images.png), "s.png")]}
+    for name, value in extra.items():  # (bytes, filename): a file part
+        part = (io.BytesIO(value[0]), value[1]) if isinstance(value, tuple) else value
+        data[name] = [*data[name], part] if name in data else part  # type: ignore[list-item]
+    response = client.post("/v1/jobs", data=data, content_type="multipart/form-data")
+    assert response.status_code == status, response.get_json()
+    error = response.get_json()["error"]
+    assert error["code"] == code and repr(named) in error["message"]
+    if code == "unknown_field":
+        assert error["details"] == [{"field": named, "message": "not a field of this form"}]
+    assert_nothing_changed(observed)
+
+
 def test_create_job_stores_commits_then_enqueues(submit: Submit, observed: Observed, images: Images) -> None:
     """202 with the job JSON and Location; the row, the uploads and one message exist."""
     response = submit(styles=[images.png, images.webp], params={"iterations": 20, "size": 64})

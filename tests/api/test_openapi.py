@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import inspect
+import json
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -12,6 +14,7 @@ from flask.testing import FlaskClient
 
 from api.openapi import openapi_path
 from shared.job_params import JobParams
+from shared.webhooks import MAX_URL_LENGTH, URL_PATTERN
 
 
 def routes(app: Flask) -> list[tuple[str, str, Any]]:
@@ -129,3 +132,42 @@ def test_the_job_form_allows_null_params(client: FlaskClient) -> None:
     spec = client.get("/openapi.json").get_json()
     params = spec["components"]["schemas"]["JobSubmission"]["properties"]["params"]
     assert {"type": "null"} in params["anyOf"]
+
+
+@pytest.mark.parametrize("max_styles", [1, 4, 9])
+def test_the_job_form_says_what_the_server_takes(make_app: Callable[..., Flask], max_styles: int) -> None:
+    """No other field, at most max_styles styles, a webhook that is a URL (never null), a filter only with it."""
+    app = make_app(max_styles=max_styles)
+    spec = app.test_client().get("/openapi.json").get_json()
+    submission = spec["components"]["schemas"]["JobSubmission"]
+    assert submission["additionalProperties"] is False
+    assert submission["dependentRequired"] == {"webhook_events_filter": ["webhook"]}
+    fields = submission["properties"]
+    assert fields["style"]["maxItems"] == max_styles
+    assert fields["webhook"] == {
+        "type": "string",
+        "format": "uri",
+        "maxLength": MAX_URL_LENGTH,
+        "pattern": URL_PATTERN,
+        "title": "Webhook",
+        "description": fields["webhook"]["description"],
+    }
+    assert "null" not in json.dumps(fields["webhook_events_filter"])
+    pattern = re.compile(fields["webhook_events_filter"]["items"]["pattern"])
+    assert pattern.search("start,completed") and pattern.search("snapshot")
+    assert not any(pattern.search(value) for value in ("", "start,", "start, completed", "done"))
+
+
+def test_the_login_body_is_in_the_spec(client: FlaskClient) -> None:
+    """POST /web/login reads {"token": string} as JSON and nothing else; it answers {"api_key"}."""
+    spec = client.get("/openapi.json").get_json()
+    login = spec["paths"]["/web/login"]["post"]
+    assert login["requestBody"] == {
+        "required": True,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/LoginRequest"}}},
+    }
+    body = spec["components"]["schemas"]["LoginRequest"]
+    assert body["required"] == ["token"] and body["additionalProperties"] is False
+    assert body["properties"]["token"]["type"] == "string" and body["properties"]["token"]["minLength"] == 1
+    answer = login["responses"]["200"]["content"]["application/json"]["schema"]
+    assert answer == {"$ref": "#/components/schemas/LoginAnswer"}

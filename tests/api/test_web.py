@@ -50,7 +50,15 @@ def test_the_login_token_gives_the_key_once(make_app: Callable[..., Flask]) -> N
 
 @pytest.mark.parametrize(
     ("body", "status"),
-    [({"token": "guess"}, 403), ({"token": ""}, 400), ({"token": 7}, 400), (["x"], 400), (None, 400)],
+    [
+        ({"token": "guess"}, 403),
+        ({"token": ""}, 400),
+        ({"token": 7}, 400),
+        (["x"], 400),
+        (None, 400),
+        ({"token": "guess", "key": "x"}, 400),  # the spec's LoginRequest has no other property
+        ({}, 400),
+    ],
 )
 def test_a_wrong_token_gets_nothing_and_spends_nothing(
     make_app: Callable[..., Flask], body: object, status: int
