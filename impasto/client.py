@@ -71,7 +71,7 @@ class Client:
             data["params"] = json.dumps(merged)
         if webhook is not None:
             data["webhook"] = webhook
-        if webhook_events is not None:
+        if webhook_events:  # None or empty: the server's default, every event (it refuses an empty value)
             data["webhook_events_filter"] = ",".join(webhook_events)
         headers = {}
         if idempotency_key is not None:
