@@ -105,7 +105,7 @@ def parse_webhook_url(url: str) -> WebhookUrl:
     except (LocationParseError, ValueError) as exc:
         raise WebhookRefused("is not a valid URL (or its port is out of range)") from exc
     # The scheme as written, not as parsed: urllib3 reads HTTP:// as http://, the published pattern does not.
-    if not url.startswith(("http://", "https://")) or not parts.host:
+    if not url.startswith(("http://", "https://")) or parts.scheme not in ("http", "https") or not parts.host:
         raise WebhookRefused("must be an http:// or https:// URL with a host")
     if parts.auth is not None or "@" in (other.netloc or ""):
         raise WebhookRefused("must not carry a user name or password (user@host)")
