@@ -38,9 +38,9 @@ FAIL_FAST = {"max_retries": 1, "interval_start": 0, "interval_step": 0.1, "inter
 # RFC 3986's characters and nothing else: no whitespace, control characters, backslashes or
 # non-ASCII, which URL parsers disagree about (urlsplit and urllib3 split "a:1\@b" differently).
 URL_CHARACTERS = re.compile(r"[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]+")
-# What the API schema publishes of the checks below: a lower-case http(s) scheme, then URL
-# characters (a JSON Schema pattern, so written in the syntax Python and ECMA-262 share).
-URL_PATTERN = rf"^https?://{URL_CHARACTERS.pattern}$"
+# What the API schema publishes of the checks below: an http(s) scheme, in any case as parsers
+# take it, then URL characters (a JSON Schema pattern: the syntax Python and ECMA-262 share, no flags).
+URL_PATTERN = rf"^[Hh][Tt][Tt][Pp][Ss]?://{URL_CHARACTERS.pattern}$"
 # One webhook_events_filter value: events, comma-separated, nothing else (no spaces, no empty parts).
 EVENTS_FILTER_PATTERN = "^({0})(,({0}))*$".format("|".join(WEBHOOK_EVENTS))
 # A DNS name in letters, digits and hyphens (internationalised names in their xn-- form).
@@ -104,8 +104,7 @@ def parse_webhook_url(url: str) -> WebhookUrl:
         other_port = other.port
     except (LocationParseError, ValueError) as exc:
         raise WebhookRefused("is not a valid URL (or its port is out of range)") from exc
-    # The scheme as written, not as parsed: urllib3 reads HTTP:// as http://, the published pattern does not.
-    if not url.startswith(("http://", "https://")) or parts.scheme not in ("http", "https") or not parts.host:
+    if parts.scheme not in ("http", "https") or not parts.host:
         raise WebhookRefused("must be an http:// or https:// URL with a host")
     if parts.auth is not None or "@" in (other.netloc or ""):
         raise WebhookRefused("must not carry a user name or password (user@host)")
