@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from jsonschema import Draft202012Validator
 
 from api.openapi import openapi_path
 from shared.job_params import JobParams
@@ -171,3 +172,24 @@ def test_the_login_body_is_in_the_spec(client: FlaskClient) -> None:
     assert body["properties"]["token"]["type"] == "string" and body["properties"]["token"]["minLength"] == 1
     answer = login["responses"]["200"]["content"]["application/json"]["schema"]
     assert answer == {"$ref": "#/components/schemas/LoginAnswer"}
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"content_layers": ["conv4_2", "conv4_2"]},
+        {"style_layers": ["conv1_1", "conv1_1"]},
+        {"style_layer_weights": []},
+        {"style_blend_weights": [0, 0]},
+        {"scales": [0, 1]},
+        {"scales": [0.5]},
+        {"scales": [0.5, 0.5, 1]},
+    ],
+)
+def test_job_params_schema_refuses_what_the_validators_refuse(client: FlaskClient, params: dict[str, Any]) -> None:
+    """Refusals JSON Schema can state are in the published schema, so a schema-valid object is not refused for them."""
+    spec = client.get("/openapi.json").get_json()
+    schema = {**spec["components"]["schemas"]["JobParams"], "$defs": spec["components"]["schemas"]}
+    with pytest.raises(ValueError):
+        JobParams.model_validate_json(json.dumps(params))
+    assert not Draft202012Validator(schema).is_valid(params)
