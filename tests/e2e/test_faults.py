@@ -426,7 +426,7 @@ def test_a_flushed_broker_is_noticed_within_one_reconciler_pass(
     pass sees its sentinel gone and re-sends all 3 at once; each runs once. Prints flush -> re-sent -> last running."""
     interval = 2.0
     stack = open_stack(workers=1, IMPASTO_REQUEUE_AFTER_S="600", IMPASTO_RECONCILE_INTERVAL_S=str(interval))
-    blocker = stack.submit({"size": 64, "iterations": 5000, "snapshot_every": 5}, samples)
+    blocker = stack.submit({"size": 64, "iterations": 5000, "snapshot_every": 50}, samples)
     stack.wait_snapshot(blocker)
     waiting = [stack.submit(TINY_JOB, samples) for _ in range(3)]
     wait_for(lambda: stack.redis.llen(SMALL_QUEUE) == 3, 10, "3 messages waiting behind the running job")
