@@ -39,7 +39,7 @@ _MEAN = torch.tensor(TORCHVISION_MEAN).view(1, 3, 1, 1)
 _STD = torch.tensor(TORCHVISION_STD).view(1, 3, 1, 1)
 
 
-def seed_vgg() -> nn.Sequential:
+def seed_vgg(device: str | torch.device = "cpu") -> nn.Sequential:
     """torchvision's full vgg19().features carrying the original (caffe) weights, frozen."""
     features = torchvision.models.vgg19(weights=None).features
     source = load_vgg("original")
@@ -49,7 +49,7 @@ def seed_vgg() -> nn.Sequential:
             features[index].weight.copy_(source.convs[name].weight)
             features[index].bias.copy_(source.convs[name].bias)
     features.requires_grad_(False)
-    return features.eval()
+    return features.eval().to(device)
 
 
 def seed_features(image: torch.Tensor, model: nn.Sequential) -> dict[str, torch.Tensor]:
@@ -73,24 +73,27 @@ def seed_gram(tensor: torch.Tensor) -> torch.Tensor:
 
 def caffe(rgb255: torch.Tensor) -> torch.Tensor:
     """RGB 0..255 to the original network's BGR, mean-subtracted input."""
-    return load_vgg("original").preprocess(rgb255)
+    return load_vgg("original", rgb255.device).preprocess(rgb255)
 
 
 def normalise(rgb255: torch.Tensor) -> torch.Tensor:
     """RGB 0..255 to the notebook's ImageNet-normalised tensor."""
-    return (rgb255 / 255 - _MEAN) / _STD
+    return (rgb255 / 255 - _MEAN.to(rgb255)) / _STD.to(rgb255)
 
 
 def denormalise(normalised: torch.Tensor) -> torch.Tensor:
     """The notebook's tensor back to RGB 0..255 (not clipped)."""
-    return (normalised * _STD + _MEAN) * 255
+    return (normalised * _STD.to(normalised) + _MEAN.to(normalised)) * 255
 
 
-def seed_inputs(content: str, style: str, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+def seed_inputs(
+    content: str, style: str, size: int, device: str | torch.device = "cpu"
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(content, style) RGB 0..255 at `size` long side; the style squashed to the content's shape."""
     content_image = imaging.open_image(content)
     dims = imaging.fit_long_side(*content_image.size, size)
-    return imaging.to_tensor(content_image, dims), imaging.to_tensor(imaging.open_image(style), dims)
+    content_rgb = imaging.to_tensor(content_image, dims).to(device)
+    return content_rgb, imaging.to_tensor(imaging.open_image(style), dims).to(device)
 
 
 def squashed_style_image(content: str, style: str, size: int) -> Image.Image:
@@ -116,9 +119,16 @@ def seed_terms(
 class SeedRun:
     """The notebook's loop at one size: targets once in the constructor, then one Adam step per step()."""
 
-    def __init__(self, content: str, style: str, size: int, model: nn.Sequential | None = None) -> None:
-        self.model = model if model is not None else seed_vgg()
-        content_rgb, style_rgb = seed_inputs(content, style, size)
+    def __init__(
+        self,
+        content: str,
+        style: str,
+        size: int,
+        model: nn.Sequential | None = None,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        self.model = model if model is not None else seed_vgg(device)
+        content_rgb, style_rgb = seed_inputs(content, style, size, device)
         with torch.no_grad():
             self.content_target = seed_features(caffe(content_rgb), self.model)[SEED_CONTENT_LAYER]
             style_features = seed_features(caffe(style_rgb), self.model)

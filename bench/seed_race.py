@@ -44,13 +44,12 @@ from worker.engine.losses import energy, gram
 VARIANTS: dict[str, dict[str, Any]] = {
     "default": {},
     "old": {"lbfgs_first_step": None},  # torch's first step, min(1, 1/|g|₁)·lr
-    "coarse": {"scales": (0.5, 1.0), "stage_iterations": (4,)},
 }
 
 
-def race_params(size: int, iterations: int, **overrides: Any) -> StyleParams:
+def race_params(size: int, iterations: int, device: str = "cpu", **overrides: Any) -> StyleParams:
     """The engine's StyleParams whose objective is the seed's divided by mean(P²) (see the module doc)."""
-    model = load_vgg("original")
+    model = load_vgg("original", device)
     base = StyleParams(
         size=size,
         iterations=iterations,
@@ -61,8 +60,8 @@ def race_params(size: int, iterations: int, **overrides: Any) -> StyleParams:
         snapshot_every=1,
     )
     content_image = imaging.open_image(CONTENT)
-    content = imaging.to_tensor(content_image, imaging.fit_long_side(*content_image.size, size))
-    style = imaging.to_tensor(squashed_style_image(CONTENT, STYLE, size))
+    content = imaging.to_tensor(content_image, imaging.fit_long_side(*content_image.size, size)).to(device)
+    style = imaging.to_tensor(squashed_style_image(CONTENT, STYLE, size)).to(device)
     with torch.no_grad():
         p_energy = energy(model(content, ("conv4_2",))["conv4_2"])
         features = model(style, SEED_STYLE_LAYER_NAMES)
@@ -101,13 +100,13 @@ class EvalCounter:
             self.count += 1
 
 
-def run_engine(params: StyleParams, style: Image.Image) -> Trajectory:
+def run_engine(params: StyleParams, style: Image.Image, device: str = "cpu") -> Trajectory:
     """One stylize() of the race; its trajectory."""
     counter = EvalCounter()
-    handle = load_vgg("original").convs["conv1_1"].register_forward_pre_hook(counter)
+    handle = load_vgg("original", device).convs["conv1_1"].register_forward_pre_hook(counter)
     try:
         trajectory = Trajectory(counter)
-        stylize(CONTENT, [style], params, trajectory)
+        stylize(CONTENT, [style], params, trajectory, device=device)
     finally:
         handle.remove()
     return trajectory
@@ -144,10 +143,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--seed-timed-steps", type=int, default=4)
     parser.add_argument("--variants", default="default", help=f"comma-separated, of {', '.join(VARIANTS)}")
+    parser.add_argument("--wait", type=float, default=0.0, help="seconds to wait for bench.seed_final's result")
     parser.add_argument("--record", action=argparse.BooleanOptionalAction, default=True, help="append to RESULTS.md")
     args = parser.parse_args()
-    final = json.loads(final_path(args.size, args.seed_steps).read_text())
-    target = SeedScore(final["delivered"]["content"], final["delivered"]["style"])
     scorer = SeedScorer(args.size)
     model = seed_vgg()
     style = squashed_style_image(CONTENT, STYLE, args.size)
@@ -155,21 +153,30 @@ def main() -> None:
     params = {name: race_params(args.size, args.engine_iterations, **VARIANTS[name]) for name in names}
     stylize(CONTENT, [style], StyleParams(size=32, iterations=1))  # warm-up outside the timing
     seed_times: list[tuple[float, float]] = []
-    hits: dict[str, list[tuple[int, float, int]]] = {name: [] for name in names}
-    finals: dict[str, SeedScore] = {}
-    evals: dict[str, int] = {}
+    runs: dict[str, list[list[tuple[int, float, int, SeedScore]]]] = {name: [] for name in names}
     for _ in range(args.repeats):
         seed_times.append(time_seed(args.size, args.seed_timed_steps, model))
         print(f"seed: setup {seed_times[-1][0]:.2f} s, {seed_times[-1][1]:.3f} s/step", flush=True)
         for name in names:
             trajectory = run_engine(params[name], style)
-            scored = [(i, s, e, scorer(image)) for i, s, e, image in trajectory.points]
-            finals[name] = scored[-1][3]
-            evals[name] = scored[-1][2]
+            runs[name].append([(i, s, e, scorer(image)) for i, s, e, image in trajectory.points])
+            print(f"{name}: {[(i, round(s, 1), e, sc) for i, s, e, sc in runs[name][-1]]}", flush=True)
+    # The target may still be computing (bench.seed_final runs long): the timed runs above do not need it.
+    path = final_path(args.size, args.seed_steps)
+    deadline = time.monotonic() + args.wait
+    while not path.exists() and time.monotonic() < deadline:
+        time.sleep(10)
+    final = json.loads(path.read_text())
+    target = SeedScore(final["delivered"]["content"], final["delivered"]["style"])
+    hits: dict[str, list[tuple[int, float, int]]] = {name: [] for name in names}
+    finals: dict[str, SeedScore] = {}
+    evals: dict[str, int] = {}
+    for name in names:
+        for scored in runs[name]:
+            finals[name], evals[name] = scored[-1][3], scored[-1][2]
             hit = first_reaching(scored, target)
             if hit is not None:
                 hits[name].append(hit)
-            print(f"{name}: reaches at {hit}; final {finals[name]}; {evals[name]} evaluations", flush=True)
     setup = statistics.median(s for s, _ in seed_times)
     per_step = statistics.median(p for _, p in seed_times)
     seed_seconds = setup + args.seed_steps * per_step

@@ -49,9 +49,10 @@ class SeedScore:
 class SeedScorer:
     """Scores 8-bit RGB images against the content and the squashed style at one size."""
 
-    def __init__(self, size: int, content: str = CONTENT, style: str = STYLE) -> None:
-        self.model = seed_vgg()
-        content_rgb, style_rgb = seed_inputs(content, style, size)
+    def __init__(self, size: int, content: str = CONTENT, style: str = STYLE, device: str = "cpu") -> None:
+        self.model = seed_vgg(device)
+        self.device = device
+        content_rgb, style_rgb = seed_inputs(content, style, size, device)
         self.dims = (content_rgb.shape[-1], content_rgb.shape[-2])
         with torch.no_grad():
             self.content_target = seed_features(caffe(content_rgb), self.model)[SEED_CONTENT_LAYER]
@@ -61,6 +62,8 @@ class SeedScorer:
     def __call__(self, image: Image.Image) -> SeedScore:
         """Content and style loss of an 8-bit image (resized to the scoring size if it differs)."""
         with torch.no_grad():
-            features = seed_features(caffe(imaging.to_tensor(image.convert("RGB"), self.dims)), self.model)
+            features = seed_features(
+                caffe(imaging.to_tensor(image.convert("RGB"), self.dims).to(self.device)), self.model
+            )
             content, style = seed_terms(features, self.content_target, self.grams)
         return SeedScore(float(content), float(style))
