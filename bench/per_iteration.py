@@ -81,6 +81,11 @@ def time_seed(size: int, iterations: int, model: Any) -> tuple[float, float]:
     return setup, statistics.median(steps)
 
 
+def _ratios(ratios: list[float]) -> str:
+    """The median ratio, then each repeat's."""
+    return f"{statistics.median(ratios):.2f}x ({', '.join(f'{r:.2f}' for r in ratios)})"
+
+
 def main() -> None:
     """Run the three interleaved at each size; print and record the table."""
     parser = argparse.ArgumentParser()
@@ -110,14 +115,19 @@ def main() -> None:
         adam_it = statistics.median(a[1] for a in adam)
         lbfgs_it = statistics.median(b[1] for b in lbfgs)
         evals = statistics.median(b[2] for b in lbfgs)
+        # Ratios within each repeat, then their median: the load moves between repeats, not within one.
+        adam_ratios = [a[1] / s[1] for a, s in zip(adam, seed, strict=True)]
+        lbfgs_ratios = [b[1] / s[1] for b, s in zip(lbfgs, seed, strict=True)]
+        eval_ratios = [b[1] / b[2] / s[1] for b, s in zip(lbfgs, seed, strict=True)]
         rows.append(
-            f"| {size} | {seed_setup:.2f} | {seed_step:.3f} | {setup:.2f} | {adam_it:.3f} | {adam_it / seed_step:.2f}x "
-            f"| {lbfgs_it:.3f} | {evals:.2f} | {lbfgs_it / seed_step:.2f}x | {lbfgs_it / evals / seed_step:.2f}x |"
+            f"| {size} | {seed_setup:.2f} | {seed_step:.3f} | {setup:.2f} | {adam_it:.3f} | {_ratios(adam_ratios)} "
+            f"| {lbfgs_it:.3f} | {evals:.2f} | {_ratios(lbfgs_ratios)} | {_ratios(eval_ratios)} |"
         )
         print(rows[-1], flush=True)
     lines = [
         f"{args.repeats} interleaved repeats (seed, engine Adam, engine L-BFGS) of {args.iterations} timed "
-        f"iterations each, medians; torch threads {args.threads}. Both sides in-loop, set-up separate (see the "
+        f"iterations each; s/step and s/it are medians, ratios are the median of the repeats' own ratios (each "
+        f"repeat's in brackets); torch threads {args.threads}. Both sides in-loop, set-up separate (see the "
         "module docstring). The machine was loaded by other work while this ran: only the ratios hold.",
         "",
         *rows,
