@@ -45,12 +45,12 @@ def test_first_lbfgs_iteration_needs_few_evaluations(images) -> None:
     assert torch_first_step.evaluations > first.evaluations
 
 
-def test_first_step_with_coarse_scales_and_resume(images, recorder) -> None:
-    """Every stage and a resumed run start with the sized first step, and the objective still falls."""
+def test_first_step_at_every_stage_keeps_evaluations_low(images, recorder) -> None:
+    """With two scales each stage starts with the sized first step: few evaluations, and the objective still falls."""
     callbacks = recorder()
     result = _run(images, callbacks, iterations=8, size=48, scales=(0.5, 1.0))
     assert callbacks.iterations == list(range(1, 9))
-    assert result.evaluations <= 8 * 2 + 4
+    assert result.evaluations <= 12  # 10 here; torch's first step took 15
     assert callbacks.totals[-1] < callbacks.totals[4]
 
 
