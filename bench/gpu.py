@@ -17,7 +17,10 @@ Sections, in priority order, each written to OUT/gpu.json and OUT/gpu.md as soon
 5. style-Gram cache: a job's setup time (stylize call to the first should_stop) with no cache,
    a cold GramCache and a warm one;
 6. largest size that runs (3 iterations), growing until CUDA runs out of memory or of time,
-   with the L-BFGS history a full job would add on top.
+   with the L-BFGS history a full job would add on top;
+and, from bench.gpu_variants (issue 17), after section 4: the seed race at 512 px (the seed's
+faithful 1000-step loop against the engine on the seed's objective), and the objective's ms per
+evaluation in fp32/bf16 × channels_last × torch.compile at 512 and 1024 px.
 
 FLOPs: only the VGG convolutions are counted, from the layer shapes: 2·Cin·Cout·kh·kw·Hout·Wout
 for each conv layer up to the deepest one the objective uses (conv5_1 by default). One evaluation
@@ -49,6 +52,7 @@ from typing import Any
 
 import torch
 
+from bench import gpu_variants
 from bench.results import append_result, machine_line
 from worker.engine import Callbacks, EngineError, GramCache, Losses, StyleParams, imaging, stylize
 from worker.engine.objective import Objective
@@ -210,6 +214,7 @@ def render(d: dict[str, Any]) -> list[str]:
                 f"{_f(r.get('peak_alloc_gib'))} | {_f(r.get('peak_reserved_gib'))} |"
             )
         lines.append("")
+    lines += gpu_variants.render(d)
     if d.get("gram_cache"):
         lines += [
             "Style-Gram cache: setup = stylize call to the first should_stop (images, content targets, style Grams), "
@@ -821,6 +826,8 @@ def main() -> None:
             ("matmul ceiling", bench.matmul_ceiling),
             ("job", bench.job),
             ("per size", bench.per_size),
+            ("seed race", lambda: gpu_variants.seed_race(bench)),
+            ("variants", lambda: gpu_variants.variants(bench)),
             ("gram cache", bench.gram_cache),
             ("max fit", bench.max_fit),
         ):

@@ -37,6 +37,8 @@ BAD_PARAMS = [
     ({"learning_rate": 0.0}, r"learning_rate must be finite .*not 0"),
     ({"learning_rate": NAN}, r"learning_rate must be finite"),
     ({"lbfgs_history": 0}, r"lbfgs_history must be an integer from 1"),
+    ({"lbfgs_first_step": 0.0}, r"lbfgs_first_step must be finite .*not 0"),
+    ({"lbfgs_first_step": NAN}, r"lbfgs_first_step must be finite"),
     ({"init": "random"}, r"init must be one of content, noise, image"),
     ({"seed": -1}, r"seed must be an integer from 0"),
     ({"pooling": "min"}, r"pooling must be one of max, avg"),

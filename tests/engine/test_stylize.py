@@ -37,6 +37,23 @@ def test_objective_falls_over_twenty_iterations(images, recorder, optimizer) -> 
     assert not result.stopped
 
 
+def test_first_lbfgs_iteration_needs_few_evaluations(images) -> None:
+    """L-BFGS's first iteration is accepted in at most 3 evaluations (torch's own first step needs about 7)."""
+    first = _run(images, iterations=1, size=48)
+    assert first.evaluations <= 3
+    torch_first_step = _run(images, iterations=1, size=48, lbfgs_first_step=None)
+    assert torch_first_step.evaluations > first.evaluations
+
+
+def test_first_step_at_every_stage_keeps_evaluations_low(images, recorder) -> None:
+    """With two scales each stage starts with the sized first step: few evaluations, and the objective still falls."""
+    callbacks = recorder()
+    result = _run(images, callbacks, iterations=8, size=48, scales=(0.5, 1.0))
+    assert callbacks.iterations == list(range(1, 9))
+    assert result.evaluations <= 12  # 10 here; torch's first step took 15
+    assert callbacks.totals[-1] < callbacks.totals[4]
+
+
 def test_same_seed_gives_identical_image_and_other_seed_differs(images) -> None:
     """Two noise-initialised runs with the same seed are bit-identical; another seed is not."""
     first = _run(images, iterations=3, init="noise", seed=7)

@@ -181,7 +181,10 @@ class _Run:
                 break
             before = z.detach().clone()  # the line search moves z in place; an interrupt restores it
             try:
-                optimizer.step(closure)  # type: ignore[arg-type]  # torch's stub says float; a tensor is fine
+                if iteration == first and isinstance(optimizer, torch.optim.LBFGS) and p.lbfgs_first_step is not None:
+                    _first_lbfgs_step(optimizer, closure, evaluate, z, p.lbfgs_first_step, p.lr())
+                else:
+                    optimizer.step(closure)  # type: ignore[arg-type]  # torch's stub says float; a tensor is fine
                 evaluate()  # losses at the accepted point (Adam's is new); the next step reuses this evaluation
             except Interrupted:
                 with torch.no_grad():
@@ -231,6 +234,34 @@ class _Run:
             tolerance_change=0.0,
             line_search_fn="strong_wolfe",
         )
+
+
+def _first_lbfgs_step(
+    optimizer: torch.optim.LBFGS,
+    closure: Callable[[], torch.Tensor],
+    evaluate: _CachedEvaluation,
+    z: torch.Tensor,
+    rms_step: float,
+    lr: float,
+) -> None:
+    """L-BFGS's first iteration with a step that moves the logits by `rms_step` (RMS) along −g.
+
+    torch starts with t = min(1, 1/|g|₁)·lr, a step of about 1/(number of pixels) of a
+    sensible one, and its line search then extrapolates for several evaluations. Here the
+    gradient (evaluated anyway: the step reuses it) sets lr for this one call so that the
+    first trial step has the wanted size; later iterations use lr as usual.
+    """
+    evaluate()
+    assert z.grad is not None
+    grad = z.grad.detach()
+    rms = float(grad.pow(2).mean().sqrt())
+    if rms > 0 and math.isfinite(rms):
+        wanted = rms_step / rms  # t such that t·rms(g) = rms_step
+        optimizer.param_groups[0]["lr"] = wanted / min(1.0, 1.0 / float(grad.abs().sum()))
+    try:
+        optimizer.step(closure)  # type: ignore[arg-type]
+    finally:
+        optimizer.param_groups[0]["lr"] = lr
 
 
 def _pixels(z: torch.Tensor) -> torch.Tensor:

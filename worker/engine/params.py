@@ -42,6 +42,11 @@ class StyleParams:
     # 100 reaches a lower objective than 10 or 25 in the same time (bench/lbfgs_settings.py);
     # the strong-Wolfe line search costs about what it saves at 256 px, and guards against bad steps.
     lbfgs_history: int = 100
+    # Size of L-BFGS's first step at each stage, as the RMS change of the optimised logits.
+    # torch's own first step, min(1, 1/|g|₁)·lr, is so short that its line search spends about
+    # seven evaluations extrapolating; a step of this size is accepted in one or two
+    # (bench/seed_race.py: 0.3 moved the race further per evaluation than 0.1). None keeps torch's.
+    lbfgs_first_step: float | None = 0.3
     init: str = "content"  # "image" takes the image passed to stylize(init_image=...)
     seed: int = 0
     pooling: str = "max"
@@ -82,6 +87,8 @@ class StyleParams:
         if self.learning_rate is not None:
             _check_float("learning_rate", self.learning_rate, 0.0, 1e4, allow_zero=False)
         _check_int("lbfgs_history", self.lbfgs_history, 1, 1000)
+        if self.lbfgs_first_step is not None:
+            _check_float("lbfgs_first_step", self.lbfgs_first_step, 0.0, 100.0, allow_zero=False)
         _check_choice("init", self.init, INITS)
         _check_int("seed", self.seed, 0, 2**63 - 1)
         _check_choice("pooling", self.pooling, POOLINGS)
