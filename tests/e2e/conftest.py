@@ -95,9 +95,10 @@ def production_stack(tmp_path: Path, postgres_url: str, redis_url: str) -> Itera
 
 @contextlib.contextmanager
 def start_production_stack(
-    tmp_path: Path, postgres_url: str, redis_url: str, **settings: str
+    tmp_path: Path, postgres_url: str, redis_url: str, with_worker: bool = True, **settings: str
 ) -> Iterator[tuple[str, Processes]]:
-    """The production_stack's processes; `settings` are extra IMPASTO_* variables (name without the prefix)."""
+    """The production_stack's processes (the API alone without `with_worker`); `settings` are extra
+    IMPASTO_* variables (name without the prefix)."""
     port = free_port()
     env = {
         **os.environ,
@@ -118,7 +119,8 @@ def start_production_stack(
         [sys.executable, "-m", "shared.cli", "keys", "create", "--name", "e2e"],
         env=env, cwd=ROOT, check=True, capture_output=True, text=True,
     ).stdout.strip()  # fmt: skip
-    processes.start("worker", "worker", "--name", "e2e@localhost")
+    if with_worker:
+        processes.start("worker", "worker", "--name", "e2e@localhost")
     processes.start("api", "api", "--port", str(port), "--workers", "1")
     url = f"http://127.0.0.1:{port}"
     API_KEYS[url] = key

@@ -8,56 +8,20 @@ upload_decode_memory_bytes of pixels at a time and the rest wait their turn.
 
 from __future__ import annotations
 
-import contextlib
 import io
-import os
-import subprocess
-import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import requests
 from PIL import Image
 
-from tests.e2e.conftest import API_KEYS, ROOT, Processes, auth, free_port, wait_ready
+from tests.e2e.conftest import auth, start_production_stack
 
 SIDE = 6000  # 36 M pixels, under the default max_image_pixels (40 M)
 DECODED = SIDE * SIDE * 4  # Pillow holds RGB as 4 bytes a pixel: 144 MB
 SUBMISSIONS = 6
 MB = 1024 * 1024
-
-
-@contextlib.contextmanager
-def api_only(tmp_path: Path, postgres_url: str, redis_url: str) -> Iterator[tuple[str, Processes]]:
-    """`impasto api` (gunicorn, one process) on PostgreSQL and Redis, with no worker: only uploads matter here."""
-    port = free_port()
-    env = {
-        **os.environ,
-        "IMPASTO_DATA_DIR": str(tmp_path / "data"),
-        "IMPASTO_DATABASE_URL": postgres_url,
-        "IMPASTO_BROKER_URL": redis_url,
-        "IMPASTO_STORAGE_URL": f"file://{tmp_path / 'storage'}",
-        # Long enough for 18 decodes one after another on a slow, shared machine: the bound is on
-        # memory, and a waiting submission must not be answered 503 here.
-        "IMPASTO_UPLOAD_DECODE_WAIT_S": "300",
-    }
-    processes = Processes(env, tmp_path)
-    cli = [sys.executable, "-m", "shared.cli"]
-    subprocess.run([*cli, "db", "upgrade"], env=env, cwd=ROOT, check=True, capture_output=True)
-    key = subprocess.run(
-        [*cli, "keys", "create", "--name", "uploads"], env=env, cwd=ROOT, check=True, capture_output=True, text=True
-    ).stdout.strip()
-    processes.start("api", "api", "--port", str(port), "--workers", "1")
-    url = f"http://127.0.0.1:{port}"
-    API_KEYS[url] = key
-    try:
-        wait_ready(url)
-        yield url, processes
-    finally:
-        processes.stop_all()
-        API_KEYS.pop(url, None)
 
 
 def gunicorn_worker(arbiter_pid: int) -> int:
@@ -108,7 +72,12 @@ def test_concurrent_large_uploads_stay_within_the_decode_budget(
 ) -> None:
     """Six concurrent submissions of three 6000x6000 PNGs raise the API's peak RSS by about one decode, not six."""
     images = [png((200, 30, 30)), png((30, 200, 30)), png((30, 30, 200))]
-    with api_only(tmp_path, postgres_url, redis_url) as (url, processes):
+    # No worker: only uploads matter here. The wait is long enough for 18 decodes one after another
+    # on a slow, shared machine: the bound is on memory, and a waiting submission must not get 503.
+    with start_production_stack(tmp_path, postgres_url, redis_url, with_worker=False, upload_decode_wait_s="300") as (
+        url,
+        processes,
+    ):
         worker = gunicorn_worker(processes.children["api"].pid)
         warm: list[int] = []
         post_job(url, [small_png()] * 2, warm)  # imports, pools and first-request costs, before the baseline
