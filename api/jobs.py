@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request, url_for
 from pydantic import ValidationError
-from sqlalchemy import and_, or_, select
+from sqlalchemy import BindParameter, Select, and_, bindparam, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, joinedload, selectinload
 
@@ -183,20 +184,28 @@ def find_job(job_id: str, session: Session | None = None) -> Job:
     if not is_uuid(job_id):
         require_active_key()
         raise not_found("job")
-    key_id = current_key_id()
-    # One query for all conditions: another key's job and a missing one take the same path, and
-    # the key must still be unrevoked (authentication may have trusted a cached check).
-    # The snapshots, which the job JSON lists, come in the same query (one round trip, not two).
-    query = (
-        select(Job)
-        .where(Job.id == job_id, Job.owner_key_id == key_id, key_is_active_clause(key_id))
-        .options(joinedload(Job.snapshots))
-    )
-    job = (session or db_session()).scalars(query).unique().first()
+    parameters = {"job_id": job_id, "key_id": current_key_id()}
+    job = (session or db_session()).scalars(owned_job_query(), parameters).unique().first()
     if job is None:
         require_active_key()  # nothing found: a revoked key gets its 401, a live one the 404
         raise not_found("job")
     return job
+
+
+@functools.cache
+def owned_job_query() -> Select[Job]:
+    """A job by :job_id if key :key_id owns it and is unrevoked, with its snapshots: one statement.
+
+    One query for all conditions: another key's job and a missing one take the same path, and the
+    key must still be unrevoked (authentication may have trusted a cached check). The snapshots,
+    which the job JSON lists, come in the same query. Built once: a poll only binds the values.
+    """
+    key_id: BindParameter[str] = bindparam("key_id")
+    return (
+        select(Job)
+        .where(Job.id == bindparam("job_id"), Job.owner_key_id == key_id, key_is_active_clause(key_id))
+        .options(joinedload(Job.snapshots))
+    )
 
 
 @bp.get("/<job_id>")

@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 from enum import StrEnum
 
-from sqlalchemy import ColumnElement, exists, select
+from sqlalchemy import BindParameter, ColumnElement, exists, select
 from sqlalchemy.orm import Session
 
 from shared.database import make_engine, make_sessionmaker
@@ -91,7 +91,7 @@ def key_is_active(session: Session, key_id: str) -> bool:
     return record is not None and record.revoked_at is None
 
 
-def key_is_active_clause(key_id: str) -> ColumnElement[bool]:
+def key_is_active_clause(key_id: str | BindParameter[str]) -> ColumnElement[bool]:
     """A SQL condition true while key `key_id` exists and is not revoked, to add to a key's own query."""
     return exists().where(ApiKey.id == key_id, ApiKey.revoked_at.is_(None))
 
