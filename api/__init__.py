@@ -29,6 +29,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         settings=settings,
         engine=engine,
         sessions=make_sessionmaker(engine),
+        read_engine=make_engine(settings, reads_only=True),
         storage=make_storage(settings.resolved_storage_url(), settings.s3_endpoint_url),
         celery=make_celery(settings),
         events=make_publisher(settings),

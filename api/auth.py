@@ -3,15 +3,18 @@ what every job query is scoped to."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 from flask import current_app, g, request
 
-from api.context import db_session
+from api.context import close_db_session, current_impasto, db_session
 from api.errors import ApiError
 from api.failed_auth import client_address, failed_auth_limit
-from shared.api_keys import KeyCheck, check_key
+from shared.api_keys import KeyCheck, ValidKeyCache, check_key, hash_key, key_is_active
+
+KEY_CACHE_EXTENSION = "impasto-key-cache"
 
 View = TypeVar("View", bound=Callable[..., Any])
 
@@ -75,12 +78,41 @@ def key_id_from_header(header: str | None) -> str:
         raise unauthorized("the Authorization header has no API key after Bearer")
     if len(header) > MAX_AUTHORIZATION_LENGTH:
         raise unauthorized("invalid API key")
-    result = check_key(db_session(), token)
+    cache = key_cache()
+    key_hash = hash_key(token)
+    if (cached_id := cache.get(key_hash)) is not None:
+        return cached_id
+    checked_at = time.monotonic()  # before the lookup: a revocation it misses is seen ttl_s later
+    result = check_key(db_session(), token, key_hash)
+    # The lookup's transaction ends here: its pooled connection is not held through the view.
+    close_db_session()
     if result.check == KeyCheck.REVOKED:
         raise unauthorized("this API key has been revoked")
     if result.check != KeyCheck.VALID or result.key_id is None:
         raise unauthorized("invalid API key")
+    cache.put(key_hash, result.key_id, checked_at)
     return result.key_id
+
+
+def key_cache() -> ValidKeyCache:
+    """This app's cache of recently valid keys (made on first use; one per process)."""
+    cache: ValidKeyCache | None = current_app.extensions.get(KEY_CACHE_EXTENSION)
+    if cache is None:
+        fresh = ValidKeyCache(current_impasto().settings.api_key_cache_s)
+        cache = current_app.extensions.setdefault(KEY_CACHE_EXTENSION, fresh)  # atomic: one cache wins
+    return cache
+
+
+def require_active_key() -> None:
+    """401 if this request's key was revoked after it was cached; a query scoped to it found nothing.
+
+    Views whose queries join the key's row (api.jobs) call this when they come back empty, so they
+    refuse a revoked key at once even while this process's cache still holds it.
+    """
+    key_id = current_key_id()
+    if not key_is_active(db_session(), key_id):
+        key_cache().forget(key_id)
+        raise unauthorized("this API key has been revoked")
 
 
 def current_key_id() -> str:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from celery import Celery
 from flask import current_app, g
 from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.held_requests import HeldRequests
@@ -17,6 +20,8 @@ from shared.storage import Storage
 
 EXTENSION_KEY = "impasto"
 
+T = TypeVar("T")
+
 
 @dataclass(frozen=True)
 class Impasto:
@@ -25,6 +30,8 @@ class Impasto:
     settings: Settings
     engine: Engine
     sessions: sessionmaker[Session]
+    # Status polls and job lists: autocommit and unpinged, one round trip a read (api.context.read_session).
+    read_engine: Engine
     storage: Storage
     celery: Celery
     events: EventPublisher  # job streams, for what the API itself ends (a cancel while queued)
@@ -38,6 +45,7 @@ class Impasto:
         self.celery.close()
         self.events.close()
         self.engine.dispose()
+        self.read_engine.dispose()
 
 
 def current_impasto() -> Impasto:
@@ -54,11 +62,36 @@ def db_session() -> Session:
     return session
 
 
+def read_session() -> Session:
+    """This request's session for reads only, on the read engine (autocommit, no ping on checkout)."""
+    if "read_session" not in g:
+        g.read_session = Session(current_impasto().read_engine)
+    session: Session = g.read_session
+    return session
+
+
+def with_read_session(read: Callable[[Session], T]) -> T:
+    """read(read_session()), retried once on a fresh connection if the pooled one was broken.
+
+    The read engine skips the checkout ping (a round trip per request), so a connection that a
+    database restart broke is found by the read itself; SQLAlchemy then drops the pool's stale
+    connections, and the retry, safe because nothing was written, gets a new one.
+    """
+    try:
+        return read(read_session())
+    except DBAPIError as exc:
+        if not exc.connection_invalidated:
+            raise
+        g.pop("read_session").close()
+        return read(read_session())
+
+
 def close_db_session(_exc: BaseException | None = None) -> None:
     """Close the request's session; an uncommitted transaction is rolled back."""
-    session: Session | None = g.pop("db_session", None)
-    if session is not None:
-        session.close()
+    for name in ("db_session", "read_session"):
+        session: Session | None = g.pop(name, None)
+        if session is not None:
+            session.close()
 
 
 def request_id() -> str:

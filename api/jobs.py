@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request, url_for
 from pydantic import ValidationError
-from sqlalchemy import and_, or_, select
+from sqlalchemy import BindParameter, Select, and_, bindparam, or_, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import joinedload, selectinload
+from sqlalchemy.orm import Session, joinedload, selectinload
 
-from api.auth import current_key_id
-from api.context import close_db_session, current_impasto, db_session
+from api.auth import current_key_id, require_active_key
+from api.context import close_db_session, current_impasto, db_session, with_read_session
 from api.errors import ApiError, not_found, validation_details
 from api.images import CheckedImage
 from api.job_json import job_json
@@ -23,6 +24,7 @@ from api.quota import check_active_jobs
 from api.schemas import ErrorBody, JobList, JobSubmission
 from api.schemas import Job as JobSchema
 from api.submission import read_submission
+from shared.api_keys import key_is_active_clause
 from shared.enqueue import enqueue_job
 from shared.idempotency import MAX_KEY_LENGTH, find_key, remember_key, request_fingerprint
 from shared.job_endings import announce_end
@@ -175,26 +177,42 @@ def store_upload(storage: Storage, image: CheckedImage) -> str:
     return key
 
 
-def find_job(job_id: str) -> Job:
+def find_job(job_id: str, session: Session | None = None) -> Job:
     """The caller's job with this id, or a 404: another key's job is answered as a missing one."""
     # Ids are UUIDs; anything else cannot match, and some strings (a NUL byte) would make
     # PostgreSQL raise instead of finding nothing.
     if not is_uuid(job_id):
+        require_active_key()
         raise not_found("job")
-    # One query for both conditions: another key's job and a missing one take the same path.
-    # The snapshots, which the job JSON lists, come in the same query (one round trip, not two).
-    query = select(Job).where(Job.id == job_id, Job.owner_key_id == current_key_id()).options(joinedload(Job.snapshots))
-    job = db_session().scalars(query).unique().first()
+    parameters = {"job_id": job_id, "key_id": current_key_id()}
+    job = (session or db_session()).scalars(owned_job_query(), parameters).unique().first()
     if job is None:
+        require_active_key()  # nothing found: a revoked key gets its 401, a live one the 404
         raise not_found("job")
     return job
+
+
+@functools.cache
+def owned_job_query() -> Select[Job]:
+    """A job by :job_id if key :key_id owns it and is unrevoked, with its snapshots: one statement.
+
+    One query for all conditions: another key's job and a missing one take the same path, and the
+    key must still be unrevoked (authentication may have trusted a cached check). The snapshots,
+    which the job JSON lists, come in the same query. Built once: a poll only binds the values.
+    """
+    key_id: BindParameter[str] = bindparam("key_id")
+    return (
+        select(Job)
+        .where(Job.id == bindparam("job_id"), Job.owner_key_id == key_id, key_is_active_clause(key_id))
+        .options(joinedload(Job.snapshots))
+    )
 
 
 @bp.get("/<job_id>")
 @documented(responses={200: JobSchema, 404: ErrorBody})
 def get_job(job_id: str) -> Response:
     """The job: status, progress, losses, ETA, outputs, error and metrics."""
-    return jsonify(job_json(find_job(job_id)))
+    return jsonify(job_json(with_read_session(lambda session: find_job(job_id, session))))
 
 
 @bp.get("")
@@ -207,9 +225,10 @@ def list_jobs() -> Response:
         details = validation_details(exc, root="query")
         message = "invalid query: " + "; ".join(f"{d['field']}: {d['message']}" for d in details)
         raise ApiError(422, "invalid_query", message, details) from exc
+    key_id = current_key_id()
     statement = (
         select(Job)
-        .where(Job.owner_key_id == current_key_id())
+        .where(Job.owner_key_id == key_id, key_is_active_clause(key_id))
         .options(selectinload(Job.snapshots))
         .order_by(Job.created_at.desc(), Job.id.desc())
     )
@@ -222,7 +241,9 @@ def list_jobs() -> Response:
             or_(Job.created_at < created_at, and_(Job.created_at == created_at, Job.id < job_id))
         )
     # One row more than the page says whether there is a next page.
-    jobs = list(db_session().scalars(statement.limit(query.limit + 1)))
+    jobs = with_read_session(lambda session: list(session.scalars(statement.limit(query.limit + 1))))
+    if not jobs:
+        require_active_key()  # an empty page may mean a key revoked since it was cached
     page = jobs[: query.limit]
     next_cursor = encode_cursor(page[-1].created_at, page[-1].id) if len(jobs) > query.limit else None
     return jsonify({"jobs": [job_json(job) for job in page], "next_cursor": next_cursor})

@@ -14,10 +14,12 @@ import hashlib
 import hmac
 import re
 import secrets
+import threading
+import time
 from dataclasses import dataclass
 from enum import StrEnum
 
-from sqlalchemy import select
+from sqlalchemy import BindParameter, ColumnElement, exists, select
 from sqlalchemy.orm import Session
 
 from shared.database import make_engine, make_sessionmaker
@@ -70,13 +72,13 @@ def create_key(session: Session, name: str) -> tuple[ApiKey, str]:
     return record, key
 
 
-def check_key(session: Session, presented: str) -> KeyResult:
-    """Look a presented key up by its id and compare hashes in constant time."""
+def check_key(session: Session, presented: str, key_hash: str | None = None) -> KeyResult:
+    """Look a presented key up by its id and compare hashes in constant time (`key_hash`: its hash, if known)."""
     match = KEY_PATTERN.fullmatch(presented)
     if match is None:
         return KeyResult(KeyCheck.INVALID)
     record = session.get(ApiKey, match["id"])
-    if record is None or not hmac.compare_digest(record.secret_hash, hash_key(presented)):
+    if record is None or not hmac.compare_digest(record.secret_hash, key_hash or hash_key(presented)):
         return KeyResult(KeyCheck.INVALID)
     if record.revoked_at is not None:
         return KeyResult(KeyCheck.REVOKED, record.id)
@@ -87,6 +89,50 @@ def key_is_active(session: Session, key_id: str) -> bool:
     """True while the key with this id exists and is not revoked (a primary-key lookup)."""
     record = session.get(ApiKey, key_id)
     return record is not None and record.revoked_at is None
+
+
+def key_is_active_clause(key_id: str | BindParameter[str]) -> ColumnElement[bool]:
+    """A SQL condition true while key `key_id` exists and is not revoked, to add to a key's own query."""
+    return exists().where(ApiKey.id == key_id, ApiKey.revoked_at.is_(None))
+
+
+class ValidKeyCache:
+    """Hashes of keys found valid in the last `ttl_s` seconds, with their ids: one lookup per key per period.
+
+    Process-local, so a revocation reaches every process when its entries expire, at most `ttl_s`
+    after the lookup that made them began. Entries are looked up by the key's SHA-256, never the key:
+    the dict's non-constant-time lookup can only tell a prober about hashes of keys it sent.
+    """
+
+    def __init__(self, ttl_s: float, max_entries: int = 10_000) -> None:
+        self.ttl_s = ttl_s
+        self.max_entries = max_entries
+        self._entries: dict[str, tuple[str, float]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key_hash: str) -> str | None:
+        """The id of the key with this hash if it was valid less than ttl_s ago."""
+        entry = self._entries.get(key_hash)
+        if entry is None or entry[1] <= time.monotonic():
+            return None
+        return entry[0]
+
+    def put(self, key_hash: str, key_id: str, checked_at: float) -> None:
+        """Remember a valid key; `checked_at` (time.monotonic) is taken before the lookup began."""
+        if self.ttl_s <= 0:
+            return
+        with self._lock:
+            if len(self._entries) >= self.max_entries:  # bounded: expired entries go first, else all
+                now = time.monotonic()
+                self._entries = {h: e for h, e in self._entries.items() if e[1] > now}
+                if len(self._entries) >= self.max_entries:
+                    self._entries = {}
+            self._entries[key_hash] = (key_id, checked_at + self.ttl_s)
+
+    def forget(self, key_id: str) -> None:
+        """Drop every entry of key `key_id` (this process found it revoked)."""
+        with self._lock:
+            self._entries = {h: e for h, e in self._entries.items() if e[0] != key_id}
 
 
 def find_key_by_reference(session: Session, reference: str) -> ApiKey:

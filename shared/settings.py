@@ -82,6 +82,13 @@ class Settings(BaseSettings):
         description="failed authentications (a key sent and refused) per client address; past it, every "
         "request with a key from that address gets 429 until the window has room (successes are not counted)",
     )
+    api_key_cache_s: float = Field(
+        default=0.5,
+        ge=0,
+        le=1,
+        description="seconds an API process trusts a key it found valid before looking it up again (0: every "
+        "request); a revoked key is refused by every process this long after the revocation at most",
+    )
     metrics_token: SecretStr | None = Field(
         default=None, description="when set, GET /metrics needs `Authorization: Bearer <token>` (IMPASTO_METRICS_TOKEN)"
     )

@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import hashlib
 import re
+import time
 from typing import Any
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 import shared.api_keys
 from api.auth import is_public
-from shared.api_keys import KEY_PATTERN, KeyCheck, check_key, create_key, revoke_key
+from shared.api_keys import KEY_PATTERN, KeyCheck, ValidKeyCache, check_key, create_key, revoke_key
 from shared.models import ApiKey
-from tests.api.conftest import add_key, impasto_of, keyed_client
+from tests.api.conftest import Submit, add_key, impasto_of, keyed_client
 
 PUBLIC_PATHS = ["/healthz", "/readyz", "/openapi.json", "/docs"]
 SOME_JOB = "6f1c1f0e-3d2a-4a8e-9a57-0d8f0b2b8c11"
@@ -142,3 +143,78 @@ def test_a_request_by_another_clients_key_is_served_as_theirs(app: Flask) -> Non
     first, second = keyed_client(app), keyed_client(app)
     assert first.get("/v1/jobs").get_json() == second.get("/v1/jobs").get_json() == {"jobs": [], "next_cursor": None}
     assert re.fullmatch(r"Bearer imp_[0-9a-f]{12}_\S+", first.environ_base["HTTP_AUTHORIZATION"])
+
+
+def test_a_poll_after_the_first_is_one_sql_statement(app: Flask, client: FlaskClient, submit: Submit) -> None:
+    """The key found valid is cached (no lookup), and the job, its snapshots and the key's revocation
+    are read in one statement: a status poll costs one SQL round trip."""
+    job_id = submit().get_json()["id"]
+    assert client.get(f"/v1/jobs/{job_id}").status_code == 200
+    statements: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(statement)
+
+    impasto = impasto_of(app)
+    engines = {impasto.engine, getattr(impasto, "read_engine", impasto.engine)}
+    for engine in engines:
+        event.listen(engine, "before_cursor_execute", record)
+    try:
+        assert client.get(f"/v1/jobs/{job_id}").status_code == 200
+    finally:
+        for engine in engines:
+            event.remove(engine, "before_cursor_execute", record)
+    assert len(statements) == 1, statements
+    assert "api_keys" in statements[0] and "job_snapshots" in statements[0]
+
+
+def test_a_key_revoked_while_cached_is_refused_by_polls_at_once(
+    app: Flask, client: FlaskClient, api_key: str, submit: Submit
+) -> None:
+    """The poll's own query sees the revocation; so do cancels, files and lists (they share it)."""
+    job_id = submit().get_json()["id"]
+    assert client.get(f"/v1/jobs/{job_id}").status_code == 200  # the key is now cached
+    with impasto_of(app).sessions() as session:
+        revoke_key(session, api_key[:10])
+    for method, path in [
+        ("GET", f"/v1/jobs/{job_id}"),
+        ("GET", f"/v1/jobs/{SOME_JOB}"),
+        ("GET", "/v1/jobs/not-a-uuid"),
+    ]:
+        response = client.open(path, method=method)
+        assert response.status_code == 401, path
+        assert response.get_json()["error"]["message"] == "this API key has been revoked"
+    # Found revoked once, the key is dropped from the cache: every route refuses it from now on.
+    assert client.post("/v1/jobs").status_code == 401
+
+
+def test_a_cached_key_is_trusted_no_longer_than_the_setting(make_app: Any) -> None:
+    """A route that reads no job (a submission) refuses a revoked key once api_key_cache_s has passed."""
+    app = make_app(api_key_cache_s=0.3)
+    key = add_key(app)
+    client = keyed_client(app, key)
+    assert client.post("/v1/jobs").status_code != 401  # refused by the view, after authentication
+    with impasto_of(app).sessions() as session:
+        revoke_key(session, key[:10])
+    time.sleep(0.3)
+    response = client.post("/v1/jobs")
+    assert response.status_code == 401
+    assert response.get_json()["error"]["message"] == "this API key has been revoked"
+
+
+def test_the_key_cache_expires_and_stays_bounded() -> None:
+    """An entry lives ttl_s from the time its lookup began; a full cache drops what expired, then all."""
+    cache = ValidKeyCache(ttl_s=0.5, max_entries=2)
+    now = time.monotonic()
+    cache.put("h1", "id1", now - 0.6)
+    assert cache.get("h1") is None
+    cache.put("h2", "id2", now)
+    assert cache.get("h2") == "id2"
+    cache.put("h3", "id3", now)
+    cache.put("h4", "id4", now)  # full of live entries: cleared, then h4 kept
+    assert [cache.get(h) for h in ("h2", "h3", "h4")] == [None, None, "id4"]
+    cache.forget("id4")
+    assert cache.get("h4") is None
+    disabled = ValidKeyCache(ttl_s=0)
+    disabled.put("h", "id", now)
+    assert disabled.get("h") is None
