@@ -104,7 +104,7 @@ def measure(size: int, iterations: int) -> tuple[Losses, Losses, float, int, flo
         result = stylize(CONTENT, [STYLE], params, last)
     objective = objectives[-1]  # the last stage's, at full size
     assert last.losses is not None and objective.last_pixels is not None
-    final_float = objective.last_pixels  # the last point scored is the accepted one (see _CachedEvaluation)
+    final_float = objective.last_pixels  # the last point scored is the accepted one (see CachedEvaluation)
     rescored = score(objective, final_float)
     mismatch = abs(rescored.total - last.losses.total) / last.losses.total
     outside = int(((final_float < 0) | (final_float > 255)).sum())

@@ -578,7 +578,7 @@ class Bench:
         return row
 
     def objective_only(self, size: int, precision: str) -> float:
-        """ms per forward+backward of the engine's Objective alone, as _CachedEvaluation runs it."""
+        """ms per forward+backward of the engine's Objective alone, as CachedEvaluation runs it."""
         params = self.params(precision, size=size).validate()
         width, height = self.px(size)
         content = imaging.to_tensor(imaging.open_image(CONTENT), (width, height)).to(self.device)

@@ -10,7 +10,7 @@ same Objective, model, losses), each timed on its own, repeated --evaluations ti
   loss backward  gradient of the loss with respect to the features (through the Grams)
   VGG backward   from the features' gradients to the pixels
   sigmoid back   from the pixels' gradient to z
-Their sum is checked against one whole evaluation as _CachedEvaluation runs it. Then a real
+Their sum is checked against one whole evaluation as CachedEvaluation (worker/engine/evaluation.py) runs it. Then a real
 stylize() (L-BFGS, defaults) gives one iteration's wall time in steady state (between two
 on_progress calls, after two warm-up iterations) and its evaluations; the rest of an iteration
 (L-BFGS's two-loop recursion and line-search bookkeeping, the engine's loop, the cache check,

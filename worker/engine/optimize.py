@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +14,7 @@ from PIL import Image
 from worker.engine import imaging
 from worker.engine.callbacks import Callbacks, Interrupted, Losses
 from worker.engine.errors import EngineError
+from worker.engine.evaluation import CachedEvaluation, first_lbfgs_step, pixels_of
 from worker.engine.gram_cache import GramCache
 from worker.engine.objective import Objective
 from worker.engine.params import StyleParams
@@ -167,7 +168,7 @@ class _Run:
             if p.preserve_color:
                 pixels = imaging.luminance_image(pixels)
         z = torch.logit((pixels / 255).clamp(_EDGE, 1 - _EDGE)).detach().contiguous().requires_grad_(True)
-        evaluate = _CachedEvaluation(z, objective, check)
+        evaluate = CachedEvaluation(z, objective, check)
         optimizer = self._optimizer(z)
 
         def closure() -> torch.Tensor:
@@ -182,7 +183,7 @@ class _Run:
             before = z.detach().clone()  # the line search moves z in place; an interrupt restores it
             try:
                 if iteration == first and isinstance(optimizer, torch.optim.LBFGS) and p.lbfgs_first_step is not None:
-                    _first_lbfgs_step(optimizer, closure, evaluate, z, p.lbfgs_first_step, p.lr())
+                    first_lbfgs_step(optimizer, closure, evaluate, z, p.lbfgs_first_step, p.lr())
                 else:
                     optimizer.step(closure)  # type: ignore[arg-type]  # torch's stub says float; a tensor is fine
                 evaluate()  # losses at the accepted point (Adam's is new); the next step reuses this evaluation
@@ -201,9 +202,9 @@ class _Run:
             done = iteration
             self.callbacks.on_progress(iteration, losses)
             if p.snapshot_every and iteration % p.snapshot_every == 0:
-                self.callbacks.on_snapshot(iteration, imaging.to_image(self.delivered(_pixels(z))))
+                self.callbacks.on_snapshot(iteration, imaging.to_image(self.delivered(pixels_of(z))))
         self.evaluations += evaluate.count
-        return _pixels(z).detach(), done, losses, stopped
+        return pixels_of(z).detach(), done, losses, stopped
 
     def delivered(self, pixels: torch.Tensor) -> torch.Tensor:
         """The image the user gets: with preserve_color, the result's luminance on the content's colours."""
@@ -234,74 +235,3 @@ class _Run:
             tolerance_change=0.0,
             line_search_fn="strong_wolfe",
         )
-
-
-def _first_lbfgs_step(
-    optimizer: torch.optim.LBFGS,
-    closure: Callable[[], torch.Tensor],
-    evaluate: _CachedEvaluation,
-    z: torch.Tensor,
-    rms_step: float,
-    lr: float,
-) -> None:
-    """L-BFGS's first iteration with a step that moves the logits by `rms_step` (RMS) along −g.
-
-    torch starts with t = min(1, 1/|g|₁)·lr, a step of about 1/(number of pixels) of a
-    sensible one, and its line search then extrapolates for several evaluations. Here the
-    gradient (evaluated anyway: the step reuses it) sets lr for this one call so that the
-    first trial step has the wanted size; later iterations use lr as usual.
-    """
-    evaluate()
-    assert z.grad is not None
-    grad = z.grad.detach()
-    rms = float(grad.pow(2).mean().sqrt())
-    if rms > 0 and math.isfinite(rms):
-        wanted = rms_step / rms  # t such that t·rms(g) = rms_step
-        optimizer.param_groups[0]["lr"] = wanted / min(1.0, 1.0 / float(grad.abs().sum()))
-    try:
-        optimizer.step(closure)  # type: ignore[arg-type]
-    finally:
-        optimizer.param_groups[0]["lr"] = lr
-
-
-def _pixels(z: torch.Tensor) -> torch.Tensor:
-    """The image a parameter tensor stands for: 255·σ(z), always within 0..255."""
-    return 255 * torch.sigmoid(z)
-
-
-class _CachedEvaluation:
-    """Forward and backward at the current z, reusing the last result when z has not moved.
-
-    torch's L-BFGS evaluates the closure at the start of every step() call, at the point the
-    previous call's line search already evaluated; with max_iter=1 that would double the cost.
-    """
-
-    def __init__(self, z: torch.Tensor, objective: Objective, check_interrupt: Callable[[], None]) -> None:
-        self.z = z
-        self.objective = objective
-        self.check_interrupt = check_interrupt  # before each new evaluation: a line search makes many
-        self.count = 0
-        self._at: torch.Tensor | None = None
-        self._grad: torch.Tensor | None = None
-        self._total: torch.Tensor | None = None
-        self.terms = torch.zeros(3)
-
-    def __call__(self) -> torch.Tensor:
-        z = self.z
-        if self._at is not None and torch.equal(z.detach(), self._at):
-            assert self._grad is not None and self._total is not None
-            z.grad = self._grad.clone()
-            return self._total
-        self.check_interrupt()
-        with torch.enable_grad():
-            if z.grad is not None:
-                z.grad = None
-            total, terms = self.objective(_pixels(z))
-            total.backward()
-        self.count += 1
-        assert z.grad is not None
-        self._at = z.detach().clone()
-        self._grad = z.grad.detach().clone()
-        self._total = total.detach()
-        self.terms = terms.detach()
-        return self._total
