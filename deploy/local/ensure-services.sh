@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Make sure the Redis and PostgreSQL that the tests use are running on this machine, starting
+# Make sure the Redis, PostgreSQL and RabbitMQ that the tests use are running on this machine, starting
 # whichever is down with the same command the machine image uses. Idempotent.
 set -euo pipefail
 
@@ -20,6 +20,13 @@ fi
 if ! pg_isready -h 127.0.0.1 -p 5432 -q; then
   echo "starting postgresql"
   pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql)" main start
+fi
+# RabbitMQ for the amqp:// broker tests (tests/e2e/rabbitmq.py skips them where there is no server).
+rabbitmq_up() { rabbitmq-diagnostics -q ping >/dev/null 2>&1; }
+if command -v rabbitmq-server >/dev/null 2>&1 && ! rabbitmq_up; then
+  echo "starting rabbitmq"
+  rabbitmq-server -detached || true
+  for _ in $(seq 1 60); do rabbitmq_up && break; sleep 1; done
 fi
 for _ in $(seq 1 30); do
   if redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 && pg_isready -h 127.0.0.1 -p 5432 -q; then
