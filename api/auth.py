@@ -49,6 +49,10 @@ def authenticate() -> None:
     if view is None or is_public(view):
         return
     header = request.headers.get("Authorization")
+    if header is not None and (cached_id := cached_key_id(header)) is not None:
+        # A key this process verified moments ago is no guess: no failed-auth check, no lookup.
+        g.api_key_id = cached_id
+        return
     limit = failed_auth_limit() if header is not None else None  # a request without a key guesses nothing
     address = client_address()
     if limit is not None and (retry_after := limit.retry_after(address)) is not None:
@@ -64,6 +68,15 @@ def authenticate() -> None:
         if limit is not None:
             limit.record_failure(address)
         raise
+
+
+def cached_key_id(header: str) -> str | None:
+    """The key id of a well-formed Bearer header whose key this process found valid within api_key_cache_s."""
+    scheme, _, token = header.strip().partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token or len(header) > MAX_AUTHORIZATION_LENGTH:
+        return None
+    return key_cache().get(hash_key(token))
 
 
 def key_id_from_header(header: str | None) -> str:

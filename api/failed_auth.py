@@ -4,7 +4,9 @@ Each presented key costs a SQL lookup, and keys are guessed only by sending them
 that sends too many refused keys gets 429 for every keyed request until its window has room,
 without a lookup. Successful authentications are not counted, so a client whose key works is
 never slowed by its own traffic; a client sharing an address with a guesser (one NAT) waits
-with it, which the generous default makes rare. The address is request.remote_addr: the real
+with it, which the generous default makes rare, unless its key was verified by this process
+moments ago (api.auth skips this check for a key in its valid-key cache: no guess, and one
+Redis round trip fewer on every poll). The address is request.remote_addr: the real
 client's when a trusted proxy's X-Forwarded-For is applied (ProxyFix), else the peer's.
 """
 

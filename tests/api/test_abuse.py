@@ -138,6 +138,19 @@ def test_failed_authentications_are_limited_per_address(make_app: Callable[..., 
     assert guesser.get("/healthz").status_code == 200
 
 
+def test_a_key_verified_moments_ago_is_not_held_up_by_its_address(make_app: Callable[..., Flask]) -> None:
+    """A key this process found valid within api_key_cache_s is no guess: its address's failures do not stop it;
+    a good key not verified yet still waits with its address."""
+    app = make_app(failed_auth_limit="2 per minute", api_key_cache_s=1.0)
+    known = from_address(keyed_client(app), "203.0.113.9")
+    assert known.get("/v1/jobs").status_code == 200  # verified, and cached for up to 1 s
+    guesser = from_address(app.test_client(), "203.0.113.9")
+    bad = {"Authorization": "Bearer not-a-key"}
+    assert [guesser.get("/v1/jobs", headers=bad).status_code for _ in range(3)] == [401, 401, 429]
+    assert known.get("/v1/jobs").status_code == 200
+    assert_429(from_address(keyed_client(app), "203.0.113.9").get("/v1/jobs"), "too_many_failed_authentications")
+
+
 def test_successful_authentications_are_not_counted(make_app: Callable[..., Flask]) -> None:
     """A busy client with a good key never approaches the failed-auth limit; a request without a key guesses nothing."""
     app = make_app(failed_auth_limit="3 per minute")
