@@ -54,6 +54,7 @@ import torch
 
 from bench import gpu_variants
 from bench.results import append_result, machine_line
+from bench.seed_race import EvalCounter
 from worker.engine import Callbacks, EngineError, GramCache, Losses, StyleParams, imaging, stylize
 from worker.engine.objective import Objective
 from worker.engine.vgg import CONV_NAMES, VGG19Features, deepest_layer, load_vgg
@@ -308,17 +309,6 @@ class Probe(Callbacks):
         self.sync()
         self.times[iteration] = time.perf_counter()
         self.evals[iteration] = self.counter.count
-
-
-class EvalCounter:
-    """Counts objective evaluations (forward passes with grad on) through a hook on conv1_1."""
-
-    def __init__(self) -> None:
-        self.count = 0
-
-    def __call__(self, module: torch.nn.Module, args: Any) -> None:
-        if torch.is_grad_enabled():
-            self.count += 1
 
 
 @contextmanager
