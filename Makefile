@@ -31,5 +31,5 @@ test-slow: $(STAMP)
 	$(PY) -m pytest -m slow -q
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check api worker shared tests
-	$(VENV)/bin/mypy api worker shared
+	$(VENV)/bin/ruff check api worker shared impasto tests bench
+	$(VENV)/bin/mypy api worker shared impasto

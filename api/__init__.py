@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 from flask import Flask, Response
+from impasto.api import events, health, job_files, jobs, metrics, openapi, web
+from impasto.api.auth import authenticate
+from impasto.api.context import EXTENSION_KEY, Impasto, close_db_session, request_id
+from impasto.api.errors import register_error_handlers
+from impasto.api.held_requests import HeldRequests
+from impasto.api.rate_limit import install_rate_limit
+from impasto.shared.celery_app import make_celery
+from impasto.shared.database import make_engine, make_sessionmaker
+from impasto.shared.events import make_publisher
+from impasto.shared.settings import Settings, get_settings
+from impasto.shared.storage import make_storage
 from werkzeug.middleware.proxy_fix import ProxyFix
-
-from api import events, health, job_files, jobs, metrics, openapi, web
-from api.auth import authenticate
-from api.context import EXTENSION_KEY, Impasto, close_db_session, request_id
-from api.errors import register_error_handlers
-from api.held_requests import HeldRequests
-from api.rate_limit import install_rate_limit
-from shared.celery_app import make_celery
-from shared.database import make_engine, make_sessionmaker
-from shared.events import make_publisher
-from shared.settings import Settings, get_settings
-from shared.storage import make_storage
 
 
 def create_app(settings: Settings | None = None) -> Flask:

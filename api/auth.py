@@ -8,11 +8,10 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from flask import current_app, g, request
-
-from api.context import close_db_session, current_impasto, db_session
-from api.errors import ApiError
-from api.failed_auth import client_address, failed_auth_limit
-from shared.api_keys import KeyCheck, ValidKeyCache, check_key, hash_key, key_is_active
+from impasto.api.context import close_db_session, current_impasto, db_session
+from impasto.api.errors import ApiError
+from impasto.api.failed_auth import client_address, failed_auth_limit
+from impasto.shared.api_keys import KeyCheck, ValidKeyCache, check_key, hash_key, key_is_active
 
 KEY_CACHE_EXTENSION = "impasto-key-cache"
 
@@ -119,7 +118,7 @@ def key_cache() -> ValidKeyCache:
 def require_active_key() -> None:
     """401 if this request's key was revoked after it was cached; a query scoped to it found nothing.
 
-    Views whose queries join the key's row (api.jobs) call this when they come back empty, so they
+    Views whose queries join the key's row (impasto.api.jobs) call this when they come back empty, so they
     refuse a revoked key at once even while this process's cache still holds it.
     """
     key_id = current_key_id()

@@ -9,14 +9,13 @@ from typing import TypeVar
 
 from celery import Celery
 from flask import current_app, g
+from impasto.api.held_requests import HeldRequests
+from impasto.shared.events import EventPublisher
+from impasto.shared.settings import Settings
+from impasto.shared.storage import Storage
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
-
-from api.held_requests import HeldRequests
-from shared.events import EventPublisher
-from shared.settings import Settings
-from shared.storage import Storage
 
 EXTENSION_KEY = "impasto"
 
@@ -30,14 +29,14 @@ class Impasto:
     settings: Settings
     engine: Engine
     sessions: sessionmaker[Session]
-    # Status polls and job lists: autocommit and unpinged, one round trip a read (api.context.read_session).
+    # Status polls and job lists: autocommit and unpinged, one round trip a read (impasto.api.context.read_session).
     read_engine: Engine
     storage: Storage
     celery: Celery
     events: EventPublisher  # job streams, for what the API itself ends (a cancel while queued)
     # One per open GET /v1/jobs/{id}/events or POST held by `Prefer: wait`: each holds a gunicorn
     # thread for minutes, so their number is bounded below the process's threads (leaving some for
-    # other requests), and each key's share below that (api.held_requests).
+    # other requests), and each key's share below that (impasto.api.held_requests).
     held_requests: HeldRequests
 
     def close(self) -> None:

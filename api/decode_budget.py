@@ -21,8 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from flask import current_app
-
-from shared.settings import Settings
+from impasto.shared.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """GET /v1/jobs/{id}/events: a job's live events as Server-Sent Events.
 
-With a Redis broker the stream relays the job's Redis stream (shared.events), and the SSE ids
+With a Redis broker the stream relays the job's Redis stream (impasto.shared.events), and the SSE ids
 are the Redis entry ids, so a client that reconnects with Last-Event-ID continues with XREAD
 after the last entry it saw, losing nothing. Without Redis (the embedded set-up) the stream
 polls SQL and derives the events from row changes; a client that reconnects there finds what it
@@ -18,20 +18,19 @@ from typing import Any
 
 import redis
 from flask import Blueprint, Response, request, stream_with_context
+from impasto.api.auth import current_key_id
+from impasto.api.context import Impasto, close_db_session, current_impasto
+from impasto.api.errors import ApiError
+from impasto.api.held_requests import Refusal
+from impasto.api.job_json import external_url, job_json
+from impasto.api.jobs import find_job
+from impasto.api.openapi import documented
+from impasto.api.schemas import ErrorBody
+from impasto.shared.api_keys import key_is_active
+from impasto.shared.events import redis_url_for_events, stream_key
+from impasto.shared.models import Job
+from impasto.shared.status import JobStatus
 from sqlalchemy.orm import selectinload
-
-from api.auth import current_key_id
-from api.context import Impasto, close_db_session, current_impasto
-from api.errors import ApiError
-from api.held_requests import Refusal
-from api.job_json import external_url, job_json
-from api.jobs import find_job
-from api.openapi import documented
-from api.schemas import ErrorBody
-from shared.api_keys import key_is_active
-from shared.events import redis_url_for_events, stream_key
-from shared.models import Job
-from shared.status import JobStatus
 
 bp = Blueprint("events", __name__, url_prefix="/v1/jobs")
 

@@ -5,7 +5,7 @@ that sends too many refused keys gets 429 for every keyed request until its wind
 without a lookup. Successful authentications are not counted, so a client whose key works is
 never slowed by its own traffic; a client sharing an address with a guesser (one NAT) waits
 with it, which the generous default makes rare, unless its key was verified by this process
-moments ago (api.auth skips this check for a key in its valid-key cache: no guess, and one
+moments ago (impasto.api.auth skips this check for a key in its valid-key cache: no guess, and one
 Redis round trip fewer on every poll). The address is request.remote_addr: the real
 client's when a trusted proxy's X-Forwarded-For is applied (ProxyFix), else the peer's.
 """
@@ -62,6 +62,6 @@ def client_address() -> str:
 
 
 def failed_auth_limit() -> FailedAuthLimit | None:
-    """The app's limit, once api.rate_limit installed it."""
+    """The app's limit, once impasto.api.rate_limit installed it."""
     limit: FailedAuthLimit | None = current_app.extensions.get(EXTENSION_KEY)
     return limit

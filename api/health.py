@@ -8,12 +8,11 @@ from collections.abc import Callable
 
 import redis
 from flask import Blueprint, Response, jsonify
+from impasto.api.auth import public
+from impasto.api.context import Impasto, current_impasto
+from impasto.api.openapi import documented
+from impasto.api.schemas import Liveness, Readiness
 from sqlalchemy import text
-
-from api.auth import public
-from api.context import Impasto, current_impasto
-from api.openapi import documented
-from api.schemas import Liveness, Readiness
 
 logger = logging.getLogger(__name__)
 

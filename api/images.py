@@ -13,10 +13,9 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 
+from impasto.api.decode_budget import DecodeBudget, DecodeBusy
+from impasto.shared.settings import UPLOAD_FORMATS
 from PIL import Image, UnidentifiedImageError
-
-from api.decode_budget import DecodeBudget, DecodeBusy
-from shared.settings import UPLOAD_FORMATS
 
 # Formats the engine accepts, and the file extension each is stored under.
 EXTENSIONS: dict[str, str] = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}

@@ -7,14 +7,13 @@ from collections.abc import Iterator
 from typing import IO
 
 from flask import Blueprint, Response
-
-from api.context import current_impasto, db_session
-from api.errors import ApiError, not_found
-from api.jobs import find_job
-from api.openapi import documented
-from api.schemas import ErrorBody
-from shared.job_params import MAX_JOB_ITERATIONS
-from shared.models import Job, JobSnapshot
+from impasto.api.context import current_impasto, db_session
+from impasto.api.errors import ApiError, not_found
+from impasto.api.jobs import find_job
+from impasto.api.openapi import documented
+from impasto.api.schemas import ErrorBody
+from impasto.shared.job_params import MAX_JOB_ITERATIONS
+from impasto.shared.models import Job, JobSnapshot
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +48,7 @@ def read_chunks(stream: IO[bytes]) -> Iterator[bytes]:
 
 
 def check_not_expired(job: Job) -> None:
-    """410 `expired` once the retention pass has deleted the job's images (shared/retention.py)."""
+    """410 `expired` once the retention pass has deleted the job's images (impasto/background/retention.py)."""
     if job.expired_at is not None:
         raise ApiError(410, "expired", "the job's images were deleted after the retention period")
 

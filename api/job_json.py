@@ -11,12 +11,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from flask import url_for
-
-from api import schemas
-from api.context import current_impasto
-from shared.jobs import as_utc
-from shared.models import Job
-from shared.status import JobStatus
+from impasto.api import schemas
+from impasto.api.context import current_impasto
+from impasto.shared.jobs import as_utc
+from impasto.shared.models import Job
+from impasto.shared.status import JobStatus
 
 LOSS_TERMS = ("content", "style", "tv", "total")
 

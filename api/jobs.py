@@ -8,31 +8,30 @@ import time
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request, url_for
+from impasto.api.auth import current_key_id, require_active_key
+from impasto.api.context import close_db_session, current_impasto, db_session, with_read_session
+from impasto.api.errors import ApiError, not_found, validation_details
+from impasto.api.idempotency import MAX_KEY_LENGTH, find_key, remember_key, request_fingerprint
+from impasto.api.images import CheckedImage
+from impasto.api.job_json import job_json
+from impasto.api.openapi import documented
+from impasto.api.pagination import ListQuery, encode_cursor, is_uuid
+from impasto.api.quota import check_active_jobs
+from impasto.api.schemas import ErrorBody, JobList, JobSubmission
+from impasto.api.schemas import Job as JobSchema
+from impasto.api.submission import read_submission
+from impasto.shared.api_keys import key_is_active_clause
+from impasto.shared.enqueue import enqueue_job
+from impasto.shared.job_endings import announce_end
+from impasto.shared.jobs import create_job as insert_job
+from impasto.shared.jobs import request_cancel
+from impasto.shared.models import IdempotencyKey, Job
+from impasto.shared.status import JobStatus
+from impasto.shared.storage import Storage, job_prefix, upload_key
 from pydantic import ValidationError
 from sqlalchemy import BindParameter, Select, and_, bindparam, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, joinedload, selectinload
-
-from api.auth import current_key_id, require_active_key
-from api.context import close_db_session, current_impasto, db_session, with_read_session
-from api.errors import ApiError, not_found, validation_details
-from api.images import CheckedImage
-from api.job_json import job_json
-from api.openapi import documented
-from api.pagination import ListQuery, encode_cursor, is_uuid
-from api.quota import check_active_jobs
-from api.schemas import ErrorBody, JobList, JobSubmission
-from api.schemas import Job as JobSchema
-from api.submission import read_submission
-from shared.api_keys import key_is_active_clause
-from shared.enqueue import enqueue_job
-from shared.idempotency import MAX_KEY_LENGTH, find_key, remember_key, request_fingerprint
-from shared.job_endings import announce_end
-from shared.jobs import create_job as insert_job
-from shared.jobs import request_cancel
-from shared.models import IdempotencyKey, Job
-from shared.status import JobStatus
-from shared.storage import Storage, job_prefix, upload_key
 
 bp = Blueprint("jobs", __name__, url_prefix="/v1/jobs")
 
@@ -71,7 +70,7 @@ def create_job() -> tuple[Response, int, dict[str, str]]:
         store_upload(impasto.storage, image)
     job = insert_job(session, params=params, content_key=content_key, style_keys=style_keys, queue=submission.queue)
     # Owned before the commit, in the same transaction: no other transaction ever sees the job
-    # without its owner. (shared.jobs.create_job takes no owner, so this is an UPDATE of the
+    # without its owner. (impasto.shared.jobs.create_job takes no owner, so this is an UPDATE of the
     # flushed row.)
     job.owner_key_id = owner
     job.webhook_url, job.webhook_events = submission.webhook, submission.webhook_events

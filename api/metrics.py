@@ -1,6 +1,6 @@
 """GET /metrics: Prometheus text for the autoscaler and dashboards.
 
-Queue depth per queue and jobs by status are read at scrape time (shared.metrics); request
+Queue depth per queue and jobs by status are read at scrape time (impasto.api.queue_metrics); request
 latency is a histogram observed on every request. gunicorn runs several processes, so when
 PROMETHEUS_MULTIPROC_DIR is set (`impasto api` sets it) the histogram is kept in
 prometheus-client's multiprocess files and a scrape of any process sums them all.
@@ -13,16 +13,15 @@ import os
 import time
 
 from flask import Blueprint, Flask, Response, g, request
+from impasto.api.auth import public
+from impasto.api.context import current_impasto
+from impasto.api.errors import ApiError
+from impasto.api.openapi import documented
+from impasto.api.queue_metrics import render_api_metrics
+from impasto.api.schemas import ErrorBody
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.multiprocess import MultiProcessCollector
 from pydantic import SecretStr
-
-from api.auth import public
-from api.context import current_impasto
-from api.errors import ApiError
-from api.openapi import documented
-from api.schemas import ErrorBody
-from shared.metrics import render_api_metrics
 
 bp = Blueprint("metrics", __name__)
 

@@ -8,10 +8,9 @@ import json
 import uuid
 from datetime import UTC, datetime
 
+from impasto.shared.jobs import as_utc
+from impasto.shared.status import JobStatus
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-
-from shared.jobs import as_utc
-from shared.status import JobStatus
 
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 100

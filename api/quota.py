@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
+from impasto.api.errors import ApiError
+from impasto.shared.models import ApiKey, Job
+from impasto.shared.status import JobStatus
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
-
-from api.errors import ApiError
-from shared.models import ApiKey, Job
-from shared.status import JobStatus
 
 # There is no telling when one of the key's jobs will end; a client told to retry after this
 # polls gently, and a job of typical size has often finished by then.

@@ -1,5 +1,5 @@
 """Per-key request rate limit (flask-limiter): one budget per API key across every endpoint; the
-same store counts failed authentications per address (api.failed_auth)."""
+same store counts failed authentications per address (impasto.api.failed_auth)."""
 
 from __future__ import annotations
 
@@ -8,12 +8,11 @@ import time
 
 from flask import Flask, Response, request
 from flask_limiter import Limiter, RateLimitExceeded
-
-from api.auth import authenticated, current_key_id
-from api.errors import error_response
-from api.failed_auth import EXTENSION_KEY as FAILED_AUTH_EXTENSION
-from api.failed_auth import FailedAuthLimit
-from shared.settings import Settings
+from impasto.api.auth import authenticated, current_key_id
+from impasto.api.errors import error_response
+from impasto.api.failed_auth import EXTENSION_KEY as FAILED_AUTH_EXTENSION
+from impasto.api.failed_auth import FailedAuthLimit
+from impasto.shared.settings import Settings
 
 # flask-limiter's key prefix, so its counters are easy to tell apart in a shared Redis.
 KEY_PREFIX = "impasto-rate"

@@ -7,23 +7,22 @@ import re
 from dataclasses import dataclass
 
 from flask import Request
-from pydantic import ValidationError
-from werkzeug.datastructures import FileStorage
-
-from api.decode_budget import DecodeBudget, DecodeBusy, app_decode_budget
-from api.errors import ApiError, validation_details
-from api.images import CheckedImage, ImageRejected, check_image
-from api.schemas import JobSubmission
-from shared.job_params import JobParams
-from shared.settings import Settings
-from shared.size_classes import STYLE_PIXELS_PER_OUTPUT_PIXEL, job_pixels, max_job_pixels, queue_for
-from shared.webhooks import (
+from impasto.api.decode_budget import DecodeBudget, DecodeBusy, app_decode_budget
+from impasto.api.errors import ApiError, validation_details
+from impasto.api.images import CheckedImage, ImageRejected, check_image
+from impasto.api.schemas import JobSubmission
+from impasto.shared.job_params import JobParams
+from impasto.shared.settings import Settings
+from impasto.shared.size_classes import STYLE_PIXELS_PER_OUTPUT_PIXEL, job_pixels, max_job_pixels, queue_for
+from impasto.shared.webhooks import (
     EVENTS_FILTER_PATTERN,
     WEBHOOK_EVENTS,
     WebhookRefused,
     check_webhook_url,
     parse_events_filter,
 )
+from pydantic import ValidationError
+from werkzeug.datastructures import FileStorage
 
 # The fields of the form, as the schema lists them; of each kind: image files, text fields (params: either).
 FORM_FIELDS = tuple(JobSubmission.model_fields)

@@ -10,14 +10,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from flask import Blueprint, Response, jsonify, request
+from impasto.api.auth import public
+from impasto.api.context import current_impasto
+from impasto.api.errors import ApiError, validation_details
+from impasto.api.openapi import documented
+from impasto.api.schemas import ErrorBody, LoginAnswer, LoginRequest
+from impasto.shared.local_key import read_local_key, redeem_web_token
 from pydantic import ValidationError
-
-from api.auth import public
-from api.context import current_impasto
-from api.errors import ApiError, validation_details
-from api.openapi import documented
-from api.schemas import ErrorBody, LoginAnswer, LoginRequest
-from shared.local_key import read_local_key, redeem_web_token
 
 bp = Blueprint("web", __name__)
 

@@ -1,5 +1,5 @@
-"""The WSGI entry point for gunicorn: `gunicorn 'api.wsgi:app'` (settings from IMPASTO_*)."""
+"""The WSGI entry point for gunicorn: `gunicorn 'impasto.api.wsgi:app'` (settings from IMPASTO_*)."""
 
-from api import create_app
+from impasto.api import create_app
 
 app = create_app()

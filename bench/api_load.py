@@ -41,7 +41,7 @@ import requests
 from PIL import Image
 
 from bench.results import append_result, machine_line
-from shared.demo import free_port
+from impasto.cli.demo import free_port
 
 SAMPLES = Path("shared/samples")
 CONTENT, STYLE = SAMPLES / "chelsea.jpg", SAMPLES / "starry_night.jpg"
@@ -235,7 +235,7 @@ class ApiServer:
     def __init__(self, port: int, workers: int, env: dict[str, str], log_path: Path) -> None:
         self.url = f"http://127.0.0.1:{port}"
         self.log_path = log_path
-        command = [sys.executable, "-m", "shared.cli", "api", "--host", "127.0.0.1", "--port", str(port)]
+        command = [sys.executable, "-m", "impasto.cli", "api", "--host", "127.0.0.1", "--port", str(port)]
         with log_path.open("ab") as log:  # the access log, one line per request, as in production
             self.process = subprocess.Popen(
                 [*command, "--workers", str(workers)],
@@ -366,7 +366,7 @@ def drop_database(name: str) -> None:
 def cli(env: dict[str, str], *arguments: str) -> str:
     """Run `impasto ARGUMENTS` with `env`; returns its stdout."""
     done = subprocess.run(
-        [sys.executable, "-m", "shared.cli", *arguments], env=env, capture_output=True, text=True, check=False
+        [sys.executable, "-m", "impasto.cli", *arguments], env=env, capture_output=True, text=True, check=False
     )
     if done.returncode != 0:
         raise RuntimeError(f"impasto {' '.join(arguments)} failed:\n{done.stdout}{done.stderr}")

@@ -18,11 +18,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from impasto.worker.engine import StyleParams, stylize
+
 from bench.results import append_result, machine_line
 from impasto import FINISHED, Client
-from shared.demo import free_port
-from shared.stack import EmbeddedStack
-from worker.engine import StyleParams, stylize
+from impasto.cli.demo import free_port
+from impasto.cli.stack import EmbeddedStack
 
 SAMPLES = Path("shared/samples")
 POLL_S = 0.2

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from impasto.worker.engine import imaging
 from PIL import Image
 
 from bench.reference_gatys import (
@@ -24,7 +25,6 @@ from bench.reference_gatys import (
     seed_terms,
     seed_vgg,
 )
-from worker.engine import imaging
 
 CONTENT, STYLE = "shared/samples/chelsea.jpg", "shared/samples/starry_night.jpg"
 

@@ -19,12 +19,11 @@ import time
 from dataclasses import dataclass
 from enum import StrEnum
 
+from impasto.shared.database import make_engine, make_sessionmaker
+from impasto.shared.models import ApiKey, utcnow
+from impasto.shared.settings import Settings
 from sqlalchemy import BindParameter, ColumnElement, exists, select
 from sqlalchemy.orm import Session
-
-from shared.database import make_engine, make_sessionmaker
-from shared.models import ApiKey, utcnow
-from shared.settings import Settings
 
 KEY_PREFIX = "imp_"
 ID_HEX_LENGTH = 12  # 48 bits: ids are unique by primary key, and a clash is simply retried

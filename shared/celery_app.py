@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from celery import Celery
+from impasto.shared.settings import Settings
+from impasto.shared.task_names import TRANSFER_QUEUE, TRANSFER_QUEUES, TRANSFER_TASK, WEBHOOK_QUEUE, WEBHOOK_TASK
 from kombu import Exchange, Queue
-
-from shared.settings import Settings
-from shared.task_names import TRANSFER_QUEUE, TRANSFER_QUEUES, TRANSFER_TASK, WEBHOOK_QUEUE, WEBHOOK_TASK
 
 
 def queue_arguments(settings: Settings, name: str) -> dict[str, object] | None:
@@ -64,7 +63,7 @@ def make_celery(settings: Settings) -> Celery:
         # Job state lives in SQL; Celery's result backend would be a second, weaker truth.
         task_ignore_result=True,
         # One queue per size class, each bound by its own name: the API names the queue when it
-        # sends (shared.size_classes.queue_for), and the Redis list key is that name (KEDA's listName).
+        # sends (impasto.shared.size_classes.queue_for), and the Redis list key is that name (KEDA's listName).
         # GPU workers name their queues (--queues), so listing the webhook queue here does not make
         # them consume it; only `impasto webhook-worker` does.
         task_queues=[

@@ -7,10 +7,9 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from impasto.shared.settings import Settings
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
-
-from shared.settings import Settings
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
@@ -20,7 +19,7 @@ def make_engine(settings: Settings, *, reads_only: bool = False) -> Engine:
 
     `reads_only`: an engine for the API's hot reads (status polls): each statement commits on its
     own, so a read is one round trip with no BEGIN or ROLLBACK, and connections are not pinged on
-    checkout; its caller retries a read once when the connection turns out broken (api.context).
+    checkout; its caller retries a read once when the connection turns out broken (impasto.api.context).
     """
     url = settings.resolved_database_url()
     options: dict[str, Any] = {"isolation_level": "AUTOCOMMIT"} if reads_only else {}

@@ -5,12 +5,11 @@ from __future__ import annotations
 import logging
 
 from celery import Celery
+from impasto.shared.models import Job, utcnow
+from impasto.shared.task_names import TRANSFER_TASK
 from sqlalchemy import update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
-
-from shared.models import Job, utcnow
-from shared.task_names import TRANSFER_TASK
 
 log = logging.getLogger(__name__)
 # Fail fast when the broker is down: with retry=False kombu still connects through its default

@@ -12,9 +12,8 @@ import logging
 from typing import Any
 
 import redis
-
-from shared.settings import Settings
-from shared.status import FINISHED
+from impasto.shared.settings import Settings
+from impasto.shared.status import FINISHED
 
 log = logging.getLogger(__name__)
 

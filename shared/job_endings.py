@@ -4,11 +4,11 @@ the worker that finds the expired lease). A run's own endings are announced by i
 
 from __future__ import annotations
 
-from shared.events import EventPublisher
-from shared.models import Job
-from shared.settings import Settings
-from shared.status import JobStatus
-from shared.webhooks import job_error, notify, webhook_target
+from impasto.shared.events import EventPublisher
+from impasto.shared.models import Job
+from impasto.shared.settings import Settings
+from impasto.shared.status import JobStatus
+from impasto.shared.webhooks import job_error, notify, webhook_target
 
 
 def announce_end(settings: Settings, events: EventPublisher, job: Job) -> None:

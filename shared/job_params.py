@@ -1,6 +1,6 @@
 """The job parameter schema: what a client may ask of the engine, with bounds and defaults.
 
-Mirrors worker.engine.StyleParams (a test keeps the two in step) without importing torch.
+Mirrors impasto.worker.engine.StyleParams (a test keeps the two in step) without importing torch.
 """
 
 from __future__ import annotations

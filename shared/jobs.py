@@ -5,11 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
+from impasto.shared.models import Job, JobSnapshot, JobStatusChange, utcnow
+from impasto.shared.status import FINISHED, JobStatus
 from sqlalchemy import CursorResult, Update, select, update
 from sqlalchemy.orm import Session
-
-from shared.models import Job, JobSnapshot, JobStatusChange, utcnow
-from shared.status import FINISHED, JobStatus
 
 
 def as_utc(moment: datetime | None) -> datetime | None:

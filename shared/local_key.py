@@ -15,11 +15,10 @@ import secrets
 import tempfile
 from pathlib import Path
 
+from impasto.shared.api_keys import KeyCheck, check_key, create_key
+from impasto.shared.database import make_engine, make_sessionmaker
+from impasto.shared.settings import Settings
 from sqlalchemy.orm import Session
-
-from shared.api_keys import KeyCheck, check_key, create_key
-from shared.database import make_engine, make_sessionmaker
-from shared.settings import Settings
 
 LOCAL_KEY_NAME = "local"
 WEB_TOKEN_FILE = "web-login-token"  # in the data folder: the sha256 of the current one-time token

@@ -6,10 +6,9 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+from impasto.shared.status import JobStatus
 from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
-
-from shared.status import JobStatus
 
 
 def utcnow() -> datetime:
@@ -34,7 +33,7 @@ class ApiKey(Base):
     # The non-secret part of the key (imp_<id>_<secret>), so a request's key is found by primary key.
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     name: Mapped[str] = mapped_column(String(255))
-    secret_hash: Mapped[str] = mapped_column(String(64))  # sha256 hex of the whole key (see shared.api_keys)
+    secret_hash: Mapped[str] = mapped_column(String(64))  # sha256 hex of the whole key (see impasto.shared.api_keys)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 

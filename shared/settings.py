@@ -5,10 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
+from impasto.shared.webhook_signing import webhook_signing_key
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
-
-from shared.webhook_signing import webhook_signing_key
 
 # Image formats the engine reads and is tested with (Pillow's names).
 UPLOAD_FORMATS = ("JPEG", "PNG", "WEBP")
@@ -200,7 +199,7 @@ class Settings(BaseSettings):
     webhook_backoff_max_s: float = Field(default=600.0, description="cap on the wait between webhook retries")
     webhook_concurrency: int = Field(default=8, description="threads of `impasto webhook-worker`")
 
-    # Retention (shared/retention.py, run by the reconciler)
+    # Retention (impasto/background/retention.py, run by the reconciler)
     retention_s: float = Field(
         default=7 * 24 * 3600.0, description="a finished job's images are deleted this long after it finished"
     )

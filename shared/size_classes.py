@@ -9,9 +9,9 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from shared.job_params import JobParams
-from shared.settings import Settings
-from shared.task_names import LARGE_QUEUE, SMALL_QUEUE
+from impasto.shared.job_params import JobParams
+from impasto.shared.settings import Settings
+from impasto.shared.task_names import LARGE_QUEUE, SMALL_QUEUE
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ class JobPixels:
 
 
 def fit_long_side(width: int, height: int, long_side: int) -> tuple[int, int]:
-    """(width, height) scaled so the longer side is `long_side`, as worker.engine.imaging does (a test compares)."""
+    """(width, height) scaled so the longer side is `long_side`, as the engine's imaging does (a test compares)."""
     scale = long_side / max(width, height)
     return max(1, round(width * scale)), max(1, round(height * scale))
 

@@ -103,8 +103,8 @@ def make_storage(url: str, s3_endpoint_url: str | None = None) -> Storage:
     if parsed.scheme == "file":
         return LocalStorage(Path(parsed.path))
     if parsed.scheme == "s3":
-        from shared.s3_storage import make_s3_storage  # boto3 loads only where S3 is used
-        from shared.settings import get_settings
+        from impasto.shared.s3_storage import make_s3_storage  # boto3 loads only where S3 is used
+        from impasto.shared.settings import get_settings
 
         return make_s3_storage(url, s3_endpoint_url or get_settings().s3_endpoint_url)
     raise ValueError(f"unsupported storage URL {url!r}: expected file:///path or s3://bucket/prefix")

@@ -1,6 +1,6 @@
 """Webhooks: URL checks, payloads, and the enqueue the worker does (signatures: shared/webhook_signing.py).
 
-A URL is parsed once, with urllib3's parser, into the parts the delivery uses (shared/webhook_http.py
+A URL is parsed once, with urllib3's parser, into the parts the delivery uses (impasto/background/webhook_http.py
 connects to an address checked here, never to the string), and forms that parsers read
 differently are refused, so what is checked is what is called.
 
@@ -22,17 +22,16 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from celery import Celery
+from impasto.shared.models import Job
+from impasto.shared.settings import Settings
 from urllib3.exceptions import LocationParseError
 from urllib3.util import parse_url
-
-from shared.models import Job
-from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 
 WEBHOOK_EVENTS: tuple[str, ...] = ("start", "snapshot", "completed")
 MAX_URL_LENGTH = 2000  # longer URLs are refused: no receiver needs one, and the column is for humans too
-# Fail fast when the broker is down (as shared.enqueue): a webhook must never hold up a GPU.
+# Fail fast when the broker is down (as impasto.shared.enqueue): a webhook must never hold up a GPU.
 FAIL_FAST = {"max_retries": 1, "interval_start": 0, "interval_step": 0.1, "interval_max": 0.1}
 
 # RFC 3986's characters and nothing else: no whitespace, control characters, backslashes or
@@ -240,8 +239,8 @@ def webhook_target(job: Job) -> WebhookTarget | None:
 
 @functools.cache
 def _sender(broker_url: str) -> Celery:
-    from shared.celery_app import make_celery
-    from shared.settings import get_settings
+    from impasto.shared.celery_app import make_celery
+    from impasto.shared.settings import get_settings
 
     # One app per process and broker, made on first use (after any fork), never at import.
     return make_celery(get_settings(broker_url=broker_url))
@@ -249,7 +248,7 @@ def _sender(broker_url: str) -> Celery:
 
 def notify(settings: Settings, target: WebhookTarget | None, job_id: str, event: str, iteration: int = 0) -> None:
     """Enqueue one delivery if the job wants this event; never raises, never waits on the receiver."""
-    from shared.task_names import WEBHOOK_QUEUE, WEBHOOK_TASK
+    from impasto.shared.task_names import WEBHOOK_QUEUE, WEBHOOK_TASK
 
     if target is None or event not in target.events:
         return

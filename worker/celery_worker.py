@@ -1,7 +1,7 @@
-"""What `celery -A worker.celery_worker` points at: the app from settings, with the task loaded."""
+"""What `celery -A impasto.worker.celery_worker` points at: the app from settings, with the task loaded."""
 
-from shared.celery_app import make_celery
-from shared.settings import get_settings
-from worker import shutdown, transfer_task  # noqa: F401  (registers the task and the SIGTERM hook)
+from impasto.shared.celery_app import make_celery
+from impasto.shared.settings import get_settings
+from impasto.worker import shutdown, transfer_task  # noqa: F401  (registers the task and the SIGTERM hook)
 
 app = make_celery(get_settings())

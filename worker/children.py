@@ -6,10 +6,10 @@ from __future__ import annotations
 import logging
 import sys
 
-from shared.settings import Settings
-from shared.size_classes import pixels_for_memory, queues_for_capacity
-from worker.gpus import Gpu
-from worker.supervisor import ChildSpec
+from impasto.shared.settings import Settings
+from impasto.shared.size_classes import pixels_for_memory, queues_for_capacity
+from impasto.worker.gpus import Gpu
+from impasto.worker.supervisor import ChildSpec
 
 log = logging.getLogger(__name__)
 
@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 def worker_argv(name: str, queues: list[str], loglevel: str) -> list[str]:
     """The command line of one worker process (the single-process `impasto worker`)."""
     return [
-        sys.executable, "-m", "shared.cli", "worker",
+        sys.executable, "-m", "impasto.cli", "worker",
         "--name", name, "--queues", ",".join(queues), "--loglevel", loglevel,
     ]  # fmt: skip
 

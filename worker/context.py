@@ -6,13 +6,12 @@ import functools
 from dataclasses import dataclass
 
 import torch
+from impasto.shared.database import make_engine, make_sessionmaker
+from impasto.shared.events import EventPublisher, make_publisher
+from impasto.shared.settings import Settings, get_settings
+from impasto.shared.storage import Storage, make_storage
+from impasto.worker.engine import GramCache
 from sqlalchemy.orm import Session, sessionmaker
-
-from shared.database import make_engine, make_sessionmaker
-from shared.events import EventPublisher, make_publisher
-from shared.settings import Settings, get_settings
-from shared.storage import Storage, make_storage
-from worker.engine import GramCache
 
 
 @dataclass(frozen=True)

@@ -7,18 +7,17 @@ import logging
 import threading
 import time
 
+from impasto.shared.jobs import add_snapshot, owned_update, renew_lease
+from impasto.shared.models import Job
+from impasto.shared.status import JobStatus
+from impasto.shared.storage import snapshot_key
+from impasto.shared.webhooks import WebhookTarget, notify
+from impasto.worker.context import WorkerContext
+from impasto.worker.engine import Callbacks, Losses
+from impasto.worker.shutdown import shutdown_requested
 from PIL import Image
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
-
-from shared.jobs import add_snapshot, owned_update, renew_lease
-from shared.models import Job
-from shared.status import JobStatus
-from shared.storage import snapshot_key
-from shared.webhooks import WebhookTarget, notify
-from worker.context import WorkerContext
-from worker.engine import Callbacks, Losses
-from worker.shutdown import shutdown_requested
 
 log = logging.getLogger(__name__)
 

@@ -9,21 +9,28 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+from impasto.shared.job_endings import announce_end
+from impasto.shared.jobs import (
+    as_utc,
+    claim_job,
+    end_expired_lease,
+    finish_job,
+    hand_back,
+    latest_snapshot,
+    renew_lease,
+)
+from impasto.shared.models import Job
+from impasto.shared.status import JobStatus
+from impasto.shared.storage import output_key
+from impasto.shared.webhooks import WebhookTarget, notify, webhook_target
+from impasto.worker.context import WorkerContext
+from impasto.worker.engine import EngineError, Resume, StyleParams, stylize
+from impasto.worker.job_callbacks import JobCallbacks, png_bytes
+from impasto.worker.lease_heartbeat import LeaseHeartbeat
+from impasto.worker.metrics import worker_metrics
 from PIL import Image
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
-
-from shared.job_endings import announce_end
-from shared.jobs import as_utc, claim_job, end_expired_lease, finish_job, hand_back, latest_snapshot, renew_lease
-from shared.models import Job
-from shared.status import JobStatus
-from shared.storage import output_key
-from shared.webhooks import WebhookTarget, notify, webhook_target
-from worker.context import WorkerContext
-from worker.engine import EngineError, Resume, StyleParams, stylize
-from worker.job_callbacks import JobCallbacks, png_bytes
-from worker.lease_heartbeat import LeaseHeartbeat
-from worker.metrics import worker_metrics
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +62,7 @@ def run_transfer(
             return "dropped"
         job = session.get(Job, job_id)
         assert job is not None
-        # Webhook deliveries are only enqueued here (shared.webhooks.notify); a webhook worker POSTs them.
+        # Webhook deliveries are only enqueued here (impasto.shared.webhooks.notify); a webhook worker POSTs them.
         webhook = webhook_target(job)
         session.query(Job).filter(Job.id == job_id).update({"worker": worker_name, "device": ctx.device})
         if job.queue_seconds is None:

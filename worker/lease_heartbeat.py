@@ -5,10 +5,9 @@ from __future__ import annotations
 import logging
 import threading
 
+from impasto.shared.jobs import renew_lease
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
-
-from shared.jobs import renew_lease
 
 log = logging.getLogger(__name__)
 

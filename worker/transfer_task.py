@@ -7,12 +7,11 @@ import time
 import uuid
 
 from celery import Task, shared_task
-
-from shared.enqueue import send_transfer
-from shared.task_names import TRANSFER_QUEUE, TRANSFER_TASK
-from worker.context import worker_context
-from worker.job_runner import run_transfer
-from worker.metrics import worker_metrics
+from impasto.shared.enqueue import send_transfer
+from impasto.shared.task_names import TRANSFER_QUEUE, TRANSFER_TASK
+from impasto.worker.context import worker_context
+from impasto.worker.job_runner import run_transfer
+from impasto.worker.metrics import worker_metrics
 
 
 @shared_task(name=TRANSFER_TASK, bind=True, ignore_result=True)

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from alembic import context
+from impasto.shared.models import Base
 from sqlalchemy import create_engine, pool
-
-from shared.models import Base
 
 config = context.config
 target_metadata = Base.metadata

@@ -1,6 +1,6 @@
 """API fixtures: an app on each database (a SQLite file, PostgreSQL), a flushed Redis broker
 database, file storage in tmp_path, small Pillow-made images, API keys and clients that send
-them, and worker-side state changes made through shared.jobs, as a worker makes them."""
+them, and worker-side state changes made through impasto.shared.jobs, as a worker makes them."""
 
 from __future__ import annotations
 
@@ -18,20 +18,20 @@ import pytest
 import redis
 from flask import Flask
 from flask.testing import FlaskClient
+from impasto.api import create_app
+from impasto.api.context import EXTENSION_KEY, Impasto
+from impasto.shared.api_keys import create_key
+from impasto.shared.database import upgrade_database
+from impasto.shared.jobs import add_snapshot, claim_job, finish_job
+from impasto.shared.models import Job
+from impasto.shared.settings import Settings
+from impasto.shared.status import JobStatus
+from impasto.shared.storage import output_key, snapshot_key
+from impasto.shared.task_names import TRANSFER_QUEUE
 from PIL import Image
 from sqlalchemy import func, select
 from werkzeug.test import TestResponse
 
-from api import create_app
-from api.context import EXTENSION_KEY, Impasto
-from shared.api_keys import create_key
-from shared.database import upgrade_database
-from shared.jobs import add_snapshot, claim_job, finish_job
-from shared.models import Job
-from shared.settings import Settings
-from shared.status import JobStatus
-from shared.storage import output_key, snapshot_key
-from shared.task_names import TRANSFER_QUEUE
 from tests.conftest import REDIS_BASE, create_postgres_database, drop_postgres_database
 
 # A Redis database of the API tests' own (other folders use 14), flushed around each test.
@@ -260,7 +260,7 @@ def observed(app: Flask, broker: redis.Redis) -> Observed:
 
 @dataclass
 class WorkerActions:
-    """Moves a job as a worker would, through shared.jobs and storage."""
+    """Moves a job as a worker would, through impasto.shared.jobs and storage."""
 
     app: Flask
     png: bytes

@@ -7,15 +7,15 @@ import re
 import time
 from typing import Any
 
+import impasto.shared.api_keys
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from impasto.api.auth import is_public
+from impasto.shared.api_keys import KEY_PATTERN, KeyCheck, ValidKeyCache, check_key, create_key, revoke_key
+from impasto.shared.models import ApiKey
 from sqlalchemy import event, select
 
-import shared.api_keys
-from api.auth import is_public
-from shared.api_keys import KEY_PATTERN, KeyCheck, ValidKeyCache, check_key, create_key, revoke_key
-from shared.models import ApiKey
 from tests.api.conftest import Submit, add_key, impasto_of, keyed_client
 
 PUBLIC_PATHS = ["/healthz", "/readyz", "/openapi.json", "/docs"]
@@ -100,14 +100,14 @@ def test_keys_are_high_entropy_and_distinct(app: Flask) -> None:
 def test_hashes_are_compared_in_constant_time(app: Flask, api_key: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """The stored and the presented hash go through hmac.compare_digest."""
     compared: list[tuple[str, str]] = []
-    real = shared.api_keys.hmac.compare_digest
+    real = impasto.shared.api_keys.hmac.compare_digest
 
     def spy(a: str, b: str) -> bool:
         """Record the call and answer as the real one."""
         compared.append((a, b))
         return real(a, b)
 
-    monkeypatch.setattr(shared.api_keys.hmac, "compare_digest", spy)
+    monkeypatch.setattr(impasto.shared.api_keys.hmac, "compare_digest", spy)
     with impasto_of(app).sessions() as session:
         assert check_key(session, api_key).check == KeyCheck.VALID
         assert check_key(session, api_key[:-1] + "x").check == KeyCheck.INVALID
@@ -130,10 +130,10 @@ def test_reference_forms_for_revoke(app: Flask) -> None:
     with impasto_of(app).sessions() as session:
         record, key = create_key(session, "x")
         for reference in (record.id, record.id[:6], f"imp_{record.id}", key):
-            assert shared.api_keys.find_key_by_reference(session, reference).id == record.id
+            assert impasto.shared.api_keys.find_key_by_reference(session, reference).id == record.id
         for bad in ("zz", "abc", "ffffffffffff"):
             with pytest.raises(LookupError):
-                shared.api_keys.find_key_by_reference(session, bad)
+                impasto.shared.api_keys.find_key_by_reference(session, bad)
         assert revoke_key(session, record.id) == (record, True)
         assert revoke_key(session, record.id) == (record, False)
 

@@ -14,12 +14,12 @@ import pytest
 import redis
 from flask import Flask
 from flask.testing import FlaskClient
+from impasto.shared.api_keys import revoke_key
+from impasto.shared.events import EventPublisher
+from impasto.shared.jobs import owned_update
+from impasto.shared.status import JobStatus
 from werkzeug.test import TestResponse
 
-from shared.api_keys import revoke_key
-from shared.events import EventPublisher
-from shared.jobs import owned_update
-from shared.status import JobStatus
 from tests.api.conftest import REDIS_URL, WORKER_NAME, Submit, WorkerActions, add_key, impasto_of, keyed_client
 
 
@@ -249,7 +249,7 @@ def test_event_streams_per_process_are_capped(make_app: Callable[..., Flask], im
 def test_a_revoked_keys_stream_ends_within_seconds(
     make_app: Callable[..., Flask], images: Any, open_stream: Callable[..., Stream], redis_mode: bool
 ) -> None:
-    """`impasto keys revoke` (shared.api_keys.revoke_key) ends the key's open streams at the next key check."""
+    """`impasto keys revoke` (impasto.shared.api_keys.revoke_key) ends the key's open streams at the next key check."""
     app = make_app() if redis_mode else make_app(broker_url=None)
     key = add_key(app, "to-revoke")
     client = keyed_client(app, key)

@@ -7,10 +7,9 @@ from pathlib import Path
 
 import pytest
 from flask import Response, jsonify, request
-
-from api import create_app
-from api.auth import public
-from shared.settings import Settings
+from impasto.api import create_app
+from impasto.api.auth import public
+from impasto.shared.settings import Settings
 
 PEER = "127.0.0.1"
 

@@ -14,12 +14,12 @@ from typing import Any
 import pytest
 import redis
 from flask import Flask
+from impasto.api.rate_limit import KEY_PREFIX
+from impasto.shared.api_keys import revoke_key
+from impasto.shared.storage import upload_key
 from PIL import Image
 from werkzeug.test import TestResponse
 
-from api.rate_limit import KEY_PREFIX
-from shared.api_keys import revoke_key
-from shared.storage import upload_key
 from tests.api import image_factory as made
 from tests.api.conftest import Images, Observed, add_key, image_bytes, impasto_of
 
@@ -263,7 +263,7 @@ def test_accepted_images_convert_as_the_worker_reads_them(
     case: tuple[bytes, str, tuple[int, int], tuple[int, int, int]],
 ) -> None:
     """The worker's open_image gives RGB: EXIF applied, alpha on white, 16 bits scaled down."""
-    imaging = pytest.importorskip("worker.engine.imaging", reason="needs the worker extra (torch)")
+    imaging = pytest.importorskip("impasto.worker.engine.imaging", reason="needs the worker extra (torch)")
     data, _extension, size, pixel = case
     with Image.open(io.BytesIO(data)) as opened:
         image = imaging.open_image(opened)

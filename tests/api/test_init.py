@@ -9,11 +9,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from flask import Flask
+from impasto.api import create_app
+from impasto.api.context import EXTENSION_KEY, Impasto
+from impasto.shared.settings import Settings
 from sqlalchemy import inspect
 
-from api import create_app
-from api.context import EXTENSION_KEY, Impasto
-from shared.settings import Settings
 from tests.api.conftest import impasto_of
 
 REPO = Path(__file__).resolve().parents[2]
@@ -45,9 +45,9 @@ def test_factory_does_not_migrate(tmp_path: Path) -> None:
 def test_api_never_imports_torch_or_worker(tmp_path: Path) -> None:
     """The WSGI module builds an app from IMPASTO_* without torch, torchvision or worker."""
     code = (
-        "import sys, api.wsgi\n"
-        "assert api.wsgi.app.extensions['impasto'].settings.data_dir.name == 'data'\n"
-        "api.wsgi.app.test_client().get('/openapi.json')\n"
+        "import sys, impasto.api.wsgi\n"
+        "assert impasto.api.wsgi.app.extensions['impasto'].settings.data_dir.name == 'data'\n"
+        "impasto.api.wsgi.app.test_client().get('/openapi.json')\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'torchvision', 'worker'))\n"
         "print(bad)\n"
     )

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 from flask import Flask
+from impasto.shared.api_keys import KEY_PATTERN, issue_key
+from impasto.shared.settings import Settings
 
-from shared.api_keys import KEY_PATTERN, issue_key
-from shared.cli import main
-from shared.settings import Settings
+from impasto.cli.main import main
 from tests.api.conftest import keyed_client
 
 
@@ -71,6 +71,6 @@ def test_unmigrated_database_is_a_clear_error(tmp_path: Path, monkeypatch: pytes
 
 
 def test_issue_key_for_scripts_and_tests(database_url: str, app: Flask, tmp_path: Path) -> None:
-    """shared.api_keys.issue_key(settings, name) returns a working key (what e2e tests use)."""
+    """impasto.shared.api_keys.issue_key(settings, name) returns a working key (what e2e tests use)."""
     key = issue_key(Settings(data_dir=tmp_path, database_url=database_url), "e2e")
     assert keyed_client(app, key).get("/v1/jobs").status_code == 200

@@ -8,10 +8,8 @@ from pathlib import Path
 
 import pytest
 from flask import Flask
-
-from shared.api_keys import revoke_key
-from shared.client_cli import client_for
-from shared.local_key import (
+from impasto.shared.api_keys import revoke_key
+from impasto.shared.local_key import (
     client_api_key,
     ensure_local_key,
     issue_web_token,
@@ -20,7 +18,9 @@ from shared.local_key import (
     redeem_web_token,
     web_token_path,
 )
-from shared.settings import Settings
+from impasto.shared.settings import Settings
+
+from impasto.cli.client_commands import client_for
 from tests.api.conftest import impasto_of, keyed_client
 
 

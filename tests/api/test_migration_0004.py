@@ -6,10 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from alembic import command
+from impasto.shared.database import alembic_config
+from impasto.shared.settings import Settings
 from sqlalchemy import create_engine, inspect, text
-
-from shared.database import alembic_config
-from shared.settings import Settings
 
 JOB_ID = "0b9f6c1e-3a57-4a0e-9a6e-2f1d7c6b5a49"
 OLD_ROWS = [

@@ -11,11 +11,10 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from impasto.api.openapi import openapi_path
+from impasto.shared.job_params import JobParams
+from impasto.shared.webhooks import MAX_URL_LENGTH, URL_PATTERN
 from jsonschema import Draft202012Validator
-
-from api.openapi import openapi_path
-from shared.job_params import JobParams
-from shared.webhooks import MAX_URL_LENGTH, URL_PATTERN
 
 
 def routes(app: Flask) -> list[tuple[str, str, Any]]:

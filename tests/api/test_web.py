@@ -7,9 +7,8 @@ from collections.abc import Callable
 
 import pytest
 from flask import Flask
-
-from api.context import EXTENSION_KEY
-from shared.local_key import ensure_local_key, issue_web_token
+from impasto.api.context import EXTENSION_KEY
+from impasto.shared.local_key import ensure_local_key, issue_web_token
 
 
 @pytest.mark.parametrize(

@@ -120,7 +120,7 @@ def test_errors_carry_the_api_code_message_and_status(stack: Stack) -> None:
 def test_cli_submit_wait_status_cancel_use_the_client(stack: Stack, samples: Path, tmp_path: Path) -> None:
     """`impasto submit --wait` follows the job and writes the image and snapshots; status and cancel answer."""
     env = {**os.environ, "IMPASTO_URL": stack.url, "IMPASTO_API_KEY": stack.api_key}
-    cli = [sys.executable, "-m", "shared.cli"]
+    cli = [sys.executable, "-m", "impasto.cli"]
     out = tmp_path / "result.png"
     submitted = subprocess.run(
         [*cli, "submit", str(samples / "chelsea.jpg"), str(samples / "starry_night.jpg"), "--wait", "--out", str(out)]

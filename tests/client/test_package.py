@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import tomllib
-
-from setuptools import find_packages
+import zipfile
+from pathlib import Path
 
 from tests.e2e.conftest import ROOT
 
-SERVER_SIDE = ("flask", "torch", "torchvision", "sqlalchemy", "pydantic", "celery", "api", "worker", "shared")
+SERVER_SIDE = ("flask", "torch", "torchvision", "sqlalchemy", "pydantic", "celery")
+SERVICE_PARTS = ("impasto.api", "impasto.worker", "impasto.shared", "impasto.cli", "impasto.background")
 
 
 def test_import_needs_no_server_side_package() -> None:
@@ -18,12 +18,29 @@ def test_import_needs_no_server_side_package() -> None:
     code = "import sys; from impasto import Client, ImpastoError; print(' '.join(sorted(sys.modules)))"
     run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert run.returncode == 0, run.stderr
-    loaded = {name.split(".")[0] for name in run.stdout.split()}
+    modules = run.stdout.split()
+    loaded = {name.split(".")[0] for name in modules}
     assert "requests" in loaded and not loaded & set(SERVER_SIDE), sorted(loaded & set(SERVER_SIDE))
+    inside = tuple(part + "." for part in SERVICE_PARTS)
+    parts = sorted(name for name in modules if name in SERVICE_PARTS or name.startswith(inside))
+    assert not parts, parts
 
 
-def test_the_package_is_installed_with_the_rest() -> None:
-    """pyproject's package list takes impasto/ (so `pip install impasto` gives `from impasto import Client`)."""
-    include = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]["include"]
-    packages = find_packages(str(ROOT), include=include)  # what setuptools' packages.find does with it
-    assert "impasto" in packages and {"api", "shared", "worker"} <= set(packages)
+def test_the_wheel_installs_one_top_level_name(tmp_path: Path) -> None:
+    """The built wheel holds everything under `impasto`, data files included, and nothing else at the top."""
+    build = [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "-w", str(tmp_path)]
+    run = subprocess.run([*build, str(ROOT)], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    (wheel,) = tmp_path.glob("impasto-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    top = {name.split("/")[0] for name in names if not name.split("/")[0].endswith(".dist-info")}
+    assert top == {"impasto"}, top
+    for expected in (
+        "impasto/__init__.py", "impasto/client.py", "impasto/cli/main.py", "impasto/background/reconcile.py",
+        "impasto/api/__init__.py", "impasto/api/static/index.html", "impasto/worker/engine/vgg.py",
+        "impasto/shared/jobs.py", "impasto/shared/migrations/env.py", "impasto/shared/samples/chelsea.jpg",
+    ):
+        assert expected in names, expected
+    assert any(n.startswith("impasto/shared/migrations/versions/0001_") for n in names)
+    entry_points = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
+    assert "impasto = impasto.cli.main:main" in entry_points

@@ -13,9 +13,8 @@ from typing import Any
 
 import pytest
 import yaml
-
-from shared.settings import Settings, get_settings
-from shared.task_names import TRANSFER_QUEUES, WEBHOOK_QUEUE
+from impasto.shared.settings import Settings, get_settings
+from impasto.shared.task_names import TRANSFER_QUEUES, WEBHOOK_QUEUE
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -164,7 +163,7 @@ def test_worker_base_image_matches_the_torch_pin() -> None:
 
 def test_api_ports_and_probes_match_the_app(tmp_path: Path) -> None:
     """Container port = the port `impasto api` is told and the image exposes; probes hit real routes."""
-    from api import create_app
+    from impasto.api import create_app
 
     app = create_app(get_settings(data_dir=tmp_path))
     try:
@@ -227,7 +226,7 @@ def test_migration_job_and_reconciler() -> None:
 
 def test_every_command_is_an_impasto_subcommand() -> None:
     """The commands the deploy files run exist in the CLI."""
-    from shared.cli import LAZY_COMMANDS, main
+    from impasto.cli.main import LAZY_COMMANDS, main
 
     known = set(LAZY_COMMANDS) | set(main.commands)
     commands = [

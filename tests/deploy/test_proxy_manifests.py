@@ -8,8 +8,8 @@ import subprocess
 from pathlib import Path
 
 import yaml
+from impasto.shared.settings import get_settings
 
-from shared.settings import get_settings
 from tests.deploy.proxy_config import (
     SHIPPED_CONFIG,
     SHIPPED_LISTEN,
@@ -104,7 +104,7 @@ def test_proxy_limits_match_the_settings() -> None:
 
 def test_proxy_streams_the_apps_event_route_unbuffered(tmp_path: Path) -> None:
     """The unbuffered location's pattern matches the app's events route, and only it."""
-    from api import create_app
+    from impasto.api import create_app
 
     app = create_app(get_settings(data_dir=tmp_path))
     try:

@@ -47,7 +47,7 @@ class Processes:
         """Start `impasto ARGS` as child `name`, logging to log_dir/name.log."""
         with open(self.log_dir / f"{name}.log", "ab") as log:  # the child keeps its own descriptor
             process = subprocess.Popen(
-                [sys.executable, "-m", "shared.cli", *args],
+                [sys.executable, "-m", "impasto.cli", *args],
                 env=self.env,
                 cwd=ROOT,
                 stdout=log,
@@ -113,10 +113,10 @@ def start_production_stack(
     }
     processes = Processes(env, tmp_path)
     subprocess.run(
-        [sys.executable, "-m", "shared.cli", "db", "upgrade"], env=env, cwd=ROOT, check=True, capture_output=True
+        [sys.executable, "-m", "impasto.cli", "db", "upgrade"], env=env, cwd=ROOT, check=True, capture_output=True
     )
     key = subprocess.run(
-        [sys.executable, "-m", "shared.cli", "keys", "create", "--name", "e2e"],
+        [sys.executable, "-m", "impasto.cli", "keys", "create", "--name", "e2e"],
         env=env, cwd=ROOT, check=True, capture_output=True, text=True,
     ).stdout.strip()  # fmt: skip
     if with_worker:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import stat
 from pathlib import Path
 
-from shared.stack import EmbeddedStack
+from impasto.cli.stack import EmbeddedStack
 from tests.e2e.conftest import API_KEYS, free_port
 from tests.e2e.test_pipeline import SMALL_JOB, check_finished_job, history, poll, submit
 

@@ -20,15 +20,15 @@ from typing import Any, TypeVar
 import pytest
 import redis
 import requests
+from impasto.shared.api_keys import issue_key
+from impasto.shared.celery_app import make_celery
+from impasto.shared.enqueue import send_transfer
+from impasto.shared.settings import get_settings
+from impasto.shared.task_names import SMALL_QUEUE
 from PIL import Image
 from sqlalchemy import Engine, RowMapping, create_engine, text
 
-from shared.api_keys import issue_key
-from shared.broker_loss import SENTINEL_KEY
-from shared.celery_app import make_celery
-from shared.enqueue import send_transfer
-from shared.settings import get_settings
-from shared.task_names import SMALL_QUEUE
+from impasto.background.broker_loss import SENTINEL_KEY
 from tests.e2e.conftest import ROOT, Processes, free_port, wait_ready
 from tests.e2e.rabbitmq import rabbitmq_vhost
 
@@ -161,7 +161,7 @@ class FaultStack:
     def start(self, workers: int = 1, reconciler: bool = True) -> FaultStack:
         """Migrate, make an API key, start the API, the reconciler and `workers` workers."""
         subprocess.run(
-            [sys.executable, "-m", "shared.cli", "db", "upgrade"],
+            [sys.executable, "-m", "impasto.cli", "db", "upgrade"],
             env=self.env,
             cwd=ROOT,
             check=True,
@@ -607,7 +607,7 @@ import importlib.abc, importlib.util, os, signal, sys
 
 class _CrashingEngine(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
-        if name != "worker.engine.optimize":
+        if name != "impasto.worker.engine.optimize":
             return None
         sys.meta_path.remove(self)
         spec = importlib.util.find_spec(name)

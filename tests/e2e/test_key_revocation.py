@@ -22,7 +22,7 @@ REVOCATION_BOUND_S = 1.0  # the promise: no process serves a revoked key for lon
 def impasto(env: dict[str, str], *args: str) -> str:
     """Run `impasto ARGS` to the end and return what it printed."""
     done = subprocess.run(
-        [sys.executable, "-m", "shared.cli", *args], env=env, cwd=ROOT, check=True, capture_output=True, text=True
+        [sys.executable, "-m", "impasto.cli", *args], env=env, cwd=ROOT, check=True, capture_output=True, text=True
     )
     return done.stdout.strip()
 

@@ -19,19 +19,19 @@ from typing import Any
 import boto3
 import pytest
 import requests
+from impasto.shared.celery_app import make_celery
+from impasto.shared.database import make_engine, make_sessionmaker
+from impasto.shared.enqueue import enqueue_job
+from impasto.shared.job_params import JobParams
+from impasto.shared.jobs import create_job, request_cancel
+from impasto.shared.models import Job
+from impasto.shared.settings import Settings, get_settings
+from impasto.shared.size_classes import queue_for
+from impasto.shared.storage import make_storage, upload_key
+from impasto.shared.task_names import LARGE_QUEUE, SMALL_QUEUE
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
-from shared.celery_app import make_celery
-from shared.database import make_engine, make_sessionmaker
-from shared.enqueue import enqueue_job
-from shared.job_params import JobParams
-from shared.jobs import create_job, request_cancel
-from shared.models import Job
-from shared.settings import Settings, get_settings
-from shared.size_classes import queue_for
-from shared.storage import make_storage, upload_key
-from shared.task_names import LARGE_QUEUE, SMALL_QUEUE
 from tests.e2e.conftest import ROOT, Processes, free_port, wait_ready
 
 AWS_ENV = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}
@@ -88,15 +88,15 @@ def wait_until(condition: Callable[[], object], timeout: float, message: str) ->
 def migrate(env: dict[str, str]) -> None:
     """`impasto db upgrade` with this environment."""
     subprocess.run(
-        [sys.executable, "-m", "shared.cli", "db", "upgrade"], env=env, cwd=ROOT, check=True, capture_output=True
+        [sys.executable, "-m", "impasto.cli", "db", "upgrade"], env=env, cwd=ROOT, check=True, capture_output=True
     )
 
 
 def api_session(settings: Settings) -> requests.Session:
     """An HTTP session that sends an API key when this version of the API has keys."""
     session = requests.Session()
-    if importlib.util.find_spec("shared.api_keys") is not None:
-        from shared.api_keys import issue_key
+    if importlib.util.find_spec("impasto.shared.api_keys") is not None:
+        from impasto.shared.api_keys import issue_key
 
         session.headers["Authorization"] = f"Bearer {issue_key(settings, 'scale-out-e2e')}"
     return session
@@ -123,7 +123,7 @@ def stop_everything(processes: Processes) -> None:
     """Stop the children and whatever they started.
 
     `impasto api` runs gunicorn as a child process and does not pass SIGTERM on to it
-    (shared/cli.py), so stopping it alone would leave gunicorn serving; stop leftovers by pid.
+    (impasto/cli/main.py), so stopping it alone would leave gunicorn serving; stop leftovers by pid.
     """
     leftovers = [d for process in processes.children.values() for d in descendants(process.pid)]
     processes.stop_all()

@@ -33,7 +33,7 @@ def png(size: tuple[int, int] = (32, 24)) -> bytes:
 
 def create_key(env: dict[str, str], name: str) -> str:
     """A new API key, made with `impasto keys create` as an operator makes one."""
-    command = [sys.executable, "-m", "shared.cli", "keys", "create", "--name", name]
+    command = [sys.executable, "-m", "impasto.cli", "keys", "create", "--name", name]
     return subprocess.run(command, env=env, cwd=ROOT, check=True, capture_output=True, text=True).stdout.strip()
 
 
@@ -89,7 +89,7 @@ def test_one_key_cannot_take_every_thread_and_revocation_ends_its_streams(
 
             # Revoking A (`impasto keys revoke`) ends A's open streams within a few seconds.
             key_id = key_a.split("_")[1]
-            revoke = [sys.executable, "-m", "shared.cli", "keys", "revoke", key_id]
+            revoke = [sys.executable, "-m", "impasto.cli", "keys", "revoke", key_id]
             subprocess.run(revoke, env=processes.env, cwd=ROOT, check=True, capture_output=True)
             revoked_at = time.monotonic()
             with ThreadPoolExecutor(max_workers=PER_KEY) as pool:

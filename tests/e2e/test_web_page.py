@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import pytest
 import requests
 
-from shared.stack import EmbeddedStack
+from impasto.cli.stack import EmbeddedStack
 from tests.e2e.conftest import API_KEYS, Processes, auth, free_port
 
 if TYPE_CHECKING:

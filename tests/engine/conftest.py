@@ -7,10 +7,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from impasto.worker.engine import Callbacks, Losses, load_vgg
+from impasto.worker.engine.vgg import VGG19Features
 from PIL import Image, ImageDraw
-
-from worker.engine import Callbacks, Losses, load_vgg
-from worker.engine.vgg import VGG19Features
 
 
 def _content_image(width: int = 96, height: int = 72) -> Image.Image:

@@ -9,8 +9,7 @@ import math
 
 import pytest
 import torch
-
-from worker.engine import StyleParams, stylize
+from impasto.worker.engine import StyleParams, stylize
 
 pytestmark = [
     pytest.mark.gpu,

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import torch
-
-from worker.engine import GramCache, StyleParams, stylize
+from impasto.worker.engine import GramCache, StyleParams, stylize
 
 
 def test_second_run_hits_the_cache_and_paints_the_same(images) -> None:  # type: ignore[no-untyped-def]

@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from impasto.worker.engine import GramCache, StyleParams, stylize
+from impasto.worker.engine.imaging import open_image
 from PIL import Image
 
 from tests.engine.conftest import Recorder
-from worker.engine import GramCache, StyleParams, stylize
-from worker.engine.imaging import open_image
 
 
 class InterruptAt(Recorder):

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-
-from worker.engine import StyleParams, imaging
-from worker.engine.losses import content_loss, energy, gram, style_loss, tv_loss
-from worker.engine.objective import Objective
+from impasto.worker.engine import StyleParams, imaging
+from impasto.worker.engine.losses import content_loss, energy, gram, style_loss, tv_loss
+from impasto.worker.engine.objective import Objective
 
 # One image, two channels, 2x2 positions (M = 4):
 #   channel 0 = [[1, 2], [3, 4]], channel 1 = [[0, 1], [0, -1]]

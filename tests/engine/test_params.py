@@ -6,10 +6,9 @@ import math
 
 import pytest
 import torch
-
-from worker.engine import EngineError, Resume, StyleParams, imaging, stylize
-from worker.engine.losses import gram
-from worker.engine.objective import blended_style_grams
+from impasto.worker.engine import EngineError, Resume, StyleParams, imaging, stylize
+from impasto.worker.engine.losses import gram
+from impasto.worker.engine.objective import blended_style_grams
 
 NAN, INF = math.nan, math.inf
 

@@ -7,10 +7,9 @@ import os
 
 import pytest
 import torch
+from impasto.worker.engine import EngineError, Result, Resume, StyleParams, imaging, stylize
+from impasto.worker.engine.objective import Objective
 from PIL import Image, ImageChops, ImageStat
-
-from worker.engine import EngineError, Result, Resume, StyleParams, imaging, stylize
-from worker.engine.objective import Objective
 
 SIZE = 32  # long side of most runs; the generated content is 4:3, so outputs are 32x24
 

@@ -7,10 +7,9 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from worker.engine import EngineError, StyleParams, load_vgg, stylize
-from worker.engine import vgg as vgg_module
-from worker.engine.vgg import (
+from impasto.worker.engine import EngineError, StyleParams, load_vgg, stylize
+from impasto.worker.engine import vgg as vgg_module
+from impasto.worker.engine.vgg import (
     CAFFE,
     CONV_NAMES,
     LAYER_NAMES,

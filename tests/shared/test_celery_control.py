@@ -1,4 +1,4 @@
-"""`celery -A shared.celery_control`: the operators' app loads without torch and reaches real workers;
+"""`celery -A impasto.cli.celery_control`: the operators' app loads without torch and reaches real workers;
 two workers started alike on one machine get distinct node names."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ CELERY = str(Path(sys.executable).parent / "celery")
 def test_the_control_app_loads_lazily_and_without_torch(redis_url: str) -> None:
     """Importing builds nothing; `app` is the configured broker's app; torch and the worker stay unloaded."""
     code = (
-        "import sys, shared.celery_control as control; "
+        "import sys, impasto.cli.celery_control as control; "
         "assert 'app' not in vars(control), 'built at import'; "
         "app = control.app; "
         "assert app is control.app and app.conf.broker_url == sys.argv[1], app.conf.broker_url; "
@@ -31,7 +31,7 @@ def test_the_control_app_loads_lazily_and_without_torch(redis_url: str) -> None:
 
 
 def test_celery_inspect_ping_tells_two_alike_workers_apart(tmp_path: Path, redis_url: str) -> None:
-    """`impasto worker --gpus cpu` twice: `celery -A shared.celery_control inspect ping` answers from two
+    """`impasto worker --gpus cpu` twice: `celery -A impasto.cli.celery_control inspect ping` answers from two
     distinct nodes, cpu-<supervisor pid>@<host>, and `status` counts both."""
     env = {
         **os.environ,
@@ -45,7 +45,7 @@ def test_celery_inspect_ping_tells_two_alike_workers_apart(tmp_path: Path, redis
         with open(tmp_path / f"worker{number}.log", "wb") as log:
             supervisors.append(
                 subprocess.Popen(
-                    [sys.executable, "-m", "shared.cli", "worker", "--gpus", "cpu"],
+                    [sys.executable, "-m", "impasto.cli", "worker", "--gpus", "cpu"],
                     env=env,
                     cwd=ROOT,
                     stdout=log,
@@ -58,7 +58,7 @@ def test_celery_inspect_ping_tells_two_alike_workers_apart(tmp_path: Path, redis
         deadline = time.monotonic() + 120
         while True:
             done = subprocess.run(
-                [CELERY, "-A", "shared.celery_control", "inspect", "ping", "--json", "--timeout", "2"],
+                [CELERY, "-A", "impasto.cli.celery_control", "inspect", "ping", "--json", "--timeout", "2"],
                 env=env, cwd=ROOT, capture_output=True, text=True, timeout=60,
             )  # fmt: skip
             answered = set(json.loads(done.stdout)) if done.returncode == 0 else set()
@@ -68,7 +68,7 @@ def test_celery_inspect_ping_tells_two_alike_workers_apart(tmp_path: Path, redis
         logs = [(tmp_path / f"worker{n}.log").read_text()[-2000:] for n in (1, 2)]
         assert answered == expected, (done.stdout, done.stderr, logs)
         status = subprocess.run(
-            [CELERY, "-A", "shared.celery_control", "status", "--timeout", "2"],
+            [CELERY, "-A", "impasto.cli.celery_control", "status", "--timeout", "2"],
             env=env, cwd=ROOT, capture_output=True, text=True, timeout=60,
         )  # fmt: skip
         assert "2 nodes online" in status.stdout, status.stdout + status.stderr

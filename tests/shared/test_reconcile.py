@@ -12,19 +12,19 @@ from pathlib import Path
 
 import pytest
 import redis
+from impasto.api.idempotency import remember_key
+from impasto.shared.celery_app import make_celery
+from impasto.shared.database import make_engine, make_sessionmaker, upgrade_database
+from impasto.shared.enqueue import enqueue_job
+from impasto.shared.events import make_publisher, stream_key
+from impasto.shared.jobs import claim_job, create_job, hand_back
+from impasto.shared.models import IdempotencyKey, Job, utcnow
+from impasto.shared.settings import Settings, get_settings
+from impasto.shared.task_names import TRANSFER_QUEUE, WEBHOOK_QUEUE
 from sqlalchemy import select, update
 
-from shared.broker_loss import BrokerSentinel, broker_sentinel
-from shared.celery_app import make_celery
-from shared.database import make_engine, make_sessionmaker, upgrade_database
-from shared.enqueue import enqueue_job
-from shared.events import make_publisher, stream_key
-from shared.idempotency import remember_key
-from shared.jobs import claim_job, create_job, hand_back
-from shared.models import IdempotencyKey, Job, utcnow
-from shared.reconcile import reconcile_once
-from shared.settings import Settings, get_settings
-from shared.task_names import TRANSFER_QUEUE, WEBHOOK_QUEUE
+from impasto.background.broker_loss import BrokerSentinel, broker_sentinel
+from impasto.background.reconcile import reconcile_once
 from tests.e2e.conftest import free_port
 
 

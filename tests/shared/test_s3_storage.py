@@ -7,10 +7,10 @@ from pathlib import Path
 
 import boto3
 import pytest
+from impasto.shared.s3_storage import S3Storage
+from impasto.shared.storage import LocalStorage, Storage, make_storage, output_key, snapshot_key
 from moto.server import ThreadedMotoServer
 
-from shared.s3_storage import S3Storage
-from shared.storage import LocalStorage, Storage, make_storage, output_key, snapshot_key
 from tests.e2e.conftest import free_port
 
 BUCKET = "impasto-test"
@@ -86,7 +86,7 @@ def test_endpoint_comes_from_the_setting(aws_env: str, monkeypatch: pytest.Monke
 
 def test_deleting_many_objects_takes_several_batches(aws_env: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """delete_prefix pages through listings and deletes in batches."""
-    monkeypatch.setattr("shared.s3_storage.DELETE_BATCH", 7)
+    monkeypatch.setattr("impasto.shared.s3_storage.DELETE_BATCH", 7)
     storage = make_storage(f"s3://{BUCKET}/many", s3_endpoint_url=aws_env)
     for index in range(20):
         storage.put(snapshot_key("job-m", index), b"x")

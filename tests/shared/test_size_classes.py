@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import pytest
-
-from shared.job_params import JobParams
-from shared.settings import get_settings
-from shared.size_classes import (
+from impasto.shared.job_params import JobParams
+from impasto.shared.settings import get_settings
+from impasto.shared.size_classes import (
     GB,
     STYLE_PIXELS_PER_OUTPUT_PIXEL,
     job_pixels,
@@ -15,7 +14,7 @@ from shared.size_classes import (
     queue_for,
     queues_for_capacity,
 )
-from shared.task_names import LARGE_QUEUE, SMALL_QUEUE, TRANSFER_QUEUE
+from impasto.shared.task_names import LARGE_QUEUE, SMALL_QUEUE, TRANSFER_QUEUE
 
 SETTINGS = get_settings(small_job_max_pixels=1_000_000, max_output_pixels=4_000_000)
 

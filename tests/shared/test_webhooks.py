@@ -13,12 +13,11 @@ import time
 from pathlib import Path
 
 import pytest
+from impasto.shared.settings import Settings
+from impasto.shared.webhook_signing import sign, webhook_signing_key
+from impasto.shared.webhooks import WebhookRefused, WebhookUrl, check_webhook_url, is_public_address, parse_webhook_url
 from pydantic import ValidationError
 from standardwebhooks import Webhook, WebhookVerificationError
-
-from shared.settings import Settings
-from shared.webhook_signing import sign, webhook_signing_key
-from shared.webhooks import WebhookRefused, WebhookUrl, check_webhook_url, is_public_address, parse_webhook_url
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "whsec_Xfepk+j3eInQI0RmvVZZgVkqaV8TXG1zGi2rngse31E="  # made by `impasto webhook-secret`
@@ -144,7 +143,7 @@ def test_signatures_verify_with_the_reference_library() -> None:
 def impasto(*args: str, stdin: str = "", env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """Run `impasto ARGS` as a process."""
     return subprocess.run(
-        [sys.executable, "-m", "shared.cli", *args],
+        [sys.executable, "-m", "impasto.cli", *args],
         input=stdin, capture_output=True, text=True, cwd=ROOT, env={**os.environ, **(env or {})}, timeout=120,
     )  # fmt: skip
 

@@ -7,14 +7,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from impasto.shared.database import upgrade_database
+from impasto.shared.job_params import JobParams
+from impasto.shared.jobs import create_job
+from impasto.shared.settings import get_settings
+from impasto.shared.storage import upload_key
+from impasto.worker.context import WorkerContext, build_context
 
-from shared.database import upgrade_database
-from shared.job_params import JobParams
-from shared.jobs import create_job
-from shared.settings import get_settings
-from shared.storage import upload_key
 from tests.conftest import create_postgres_database, drop_postgres_database
-from worker.context import WorkerContext, build_context
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -16,16 +16,16 @@ from typing import Any
 import pytest
 from celery import Celery
 from celery.events.state import State
+from impasto.shared.celery_app import make_celery
+from impasto.shared.database import make_engine, make_sessionmaker, upgrade_database
+from impasto.shared.enqueue import enqueue_job
+from impasto.shared.job_params import JobParams
+from impasto.shared.jobs import create_job
+from impasto.shared.models import Job
+from impasto.shared.settings import Settings, get_settings
+from impasto.shared.storage import make_storage, upload_key
+from impasto.shared.task_names import SMALL_QUEUE
 
-from shared.celery_app import make_celery
-from shared.database import make_engine, make_sessionmaker, upgrade_database
-from shared.enqueue import enqueue_job
-from shared.job_params import JobParams
-from shared.jobs import create_job
-from shared.models import Job
-from shared.settings import Settings, get_settings
-from shared.storage import make_storage, upload_key
-from shared.task_names import SMALL_QUEUE
 from tests.e2e.conftest import free_port
 from tests.worker.test_worker_metrics import listening_hosts
 
@@ -147,7 +147,7 @@ def worker(settings: Settings, tmp_path: Path, metrics_port: int) -> Iterator[su
     }
     with open(tmp_path / "worker.log", "wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "shared.cli", "worker", "--name", NODE],
+            [sys.executable, "-m", "impasto.cli", "worker", "--name", NODE],
             env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
     yield process

@@ -6,13 +6,13 @@ import json
 from pathlib import Path
 
 import redis
+from impasto.shared.database import upgrade_database
+from impasto.shared.events import FINISHED_STREAM_TTL_S, stream_key
+from impasto.shared.settings import get_settings
+from impasto.worker.context import build_context
+from impasto.worker.job_runner import run_transfer
 
-from shared.database import upgrade_database
-from shared.events import FINISHED_STREAM_TTL_S, stream_key
-from shared.settings import get_settings
 from tests.worker.conftest import make_job
-from worker.context import build_context
-from worker.job_runner import run_transfer
 
 
 def test_a_run_publishes_status_progress_and_snapshots(tmp_path: Path, samples: Path, redis_url: str) -> None:

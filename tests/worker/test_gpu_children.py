@@ -13,13 +13,12 @@ from pathlib import Path
 
 import pytest
 import requests
-
-from shared.celery_app import make_celery
-from shared.settings import get_settings
-from shared.size_classes import GB
-from shared.task_names import LARGE_QUEUE, SMALL_QUEUE
-from worker.children import child_specs
-from worker.gpus import Gpu, choose_gpus, parse_nvidia_smi
+from impasto.shared.celery_app import make_celery
+from impasto.shared.settings import get_settings
+from impasto.shared.size_classes import GB
+from impasto.shared.task_names import LARGE_QUEUE, SMALL_QUEUE
+from impasto.worker.children import child_specs
+from impasto.worker.gpus import Gpu, choose_gpus, parse_nvidia_smi
 
 ROOT = Path(__file__).resolve().parents[2]
 MIB = 1024**2
@@ -70,7 +69,7 @@ def test_child_specs_pin_each_gpu_and_pick_queues_from_memory() -> None:
     base = {"PATH": "/bin", "IMPASTO_WORKER_NAME": "shared-name", "CUDA_VISIBLE_DEVICES": "0,1"}
     big, small = child_specs([H100, T4], settings, base, "host-a", 4242)
     assert (big.name, small.name) == ("gpu0-4242@host-a", "gpu1-4242@host-a")
-    assert big.argv[1:] == ["-m", "shared.cli", "worker", "--name", "gpu0-4242@host-a",
+    assert big.argv[1:] == ["-m", "impasto.cli", "worker", "--name", "gpu0-4242@host-a",
                             "--queues", f"{SMALL_QUEUE},{LARGE_QUEUE}", "--loglevel", "INFO"]  # fmt: skip
     assert small.argv[small.argv.index("--queues") + 1] == SMALL_QUEUE  # 16 GB holds ~1.45 M pixels: small only
     for number, child in enumerate((big, small)):
@@ -106,7 +105,8 @@ def test_cpu_child_hides_gpus_and_has_metrics_off() -> None:
 def test_the_parent_imports_no_torch() -> None:
     """The CLI and the supervisor load without torch (so the parent can never initialise CUDA)."""
     code = (
-        "import sys, worker.worker_cli, worker.supervisor, worker.children, worker.gpus, shared.cli; "
+        "import sys, impasto.cli.worker, impasto.worker.supervisor, impasto.worker.children, impasto.worker.gpus; "
+        "import impasto.cli.main; "
         "assert 'torch' not in sys.modules, 'torch imported'"
     )
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
@@ -164,7 +164,7 @@ def test_gpus_all_runs_a_supervised_celery_worker_per_gpu(tmp_path: Path, redis_
     log = tmp_path / "worker.log"
     with open(log, "wb") as out:
         parent = subprocess.Popen(
-            [sys.executable, "-m", "shared.cli", "worker", "--gpus", "all"], env=env, cwd=ROOT, stdout=out, stderr=out
+            [sys.executable, "-m", "impasto.cli", "worker", "--gpus", "all"], env=env, cwd=ROOT, stdout=out, stderr=out
         )
     celery = make_celery(get_settings(broker_url=redis_12, data_dir=tmp_path / "data"))
     try:

@@ -7,19 +7,19 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
+from impasto.shared.jobs import add_snapshot, claim_job, end_expired_lease
+from impasto.shared.models import Job, utcnow
+from impasto.shared.status import JobStatus
+from impasto.shared.storage import output_key, snapshot_key
+from impasto.worker import job_callbacks, job_runner
+from impasto.worker.context import WorkerContext
+from impasto.worker.engine import stylize
+from impasto.worker.job_callbacks import JobCallbacks, png_bytes
+from impasto.worker.job_runner import run_transfer
 from PIL import Image
 from sqlalchemy import update
 
-from shared.jobs import add_snapshot, claim_job, end_expired_lease
-from shared.models import Job, utcnow
-from shared.status import JobStatus
-from shared.storage import output_key, snapshot_key
 from tests.worker.conftest import make_job
-from worker import job_callbacks, job_runner
-from worker.context import WorkerContext
-from worker.engine import stylize
-from worker.job_callbacks import JobCallbacks, png_bytes
-from worker.job_runner import run_transfer
 
 
 def load(ctx: WorkerContext, job_id: str) -> Job:

@@ -5,12 +5,11 @@ from __future__ import annotations
 from dataclasses import fields
 
 import pytest
-
-from shared import size_classes
-from shared.job_params import VGG19_LAYERS, JobParams
-from worker.engine import StyleParams, imaging
-from worker.engine.vgg import FEATURE_LAYERS
-from worker.job_runner import engine_params
+from impasto.shared import size_classes
+from impasto.shared.job_params import VGG19_LAYERS, JobParams
+from impasto.worker.engine import StyleParams, imaging
+from impasto.worker.engine.vgg import FEATURE_LAYERS
+from impasto.worker.job_runner import engine_params
 
 
 def test_layers_are_the_engines() -> None:
@@ -38,5 +37,5 @@ def test_stored_params_become_valid_engine_params() -> None:
     ("width", "height", "long_side"), [(640, 480, 512), (480, 640, 512), (7, 3000, 2048), (1, 1, 8), (333, 777, 1001)]
 )
 def test_size_classes_size_images_as_the_engine_does(width: int, height: int, long_side: int) -> None:
-    """The pixels the API counts for a job (shared.size_classes) are those the engine makes."""
+    """The pixels the API counts for a job (impasto.shared.size_classes) are those the engine makes."""
     assert size_classes.fit_long_side(width, height, long_side) == imaging.fit_long_side(width, height, long_side)

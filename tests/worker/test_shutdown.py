@@ -14,10 +14,10 @@ HANGING_WORKER = textwrap.dedent(
     """
     import logging, time
     from celery.signals import worker_shutting_down
-    import worker.shutdown
+    import impasto.worker.shutdown
     logging.basicConfig(level=logging.INFO)
     worker_shutting_down.send(sender="test", sig="SIGTERM", how="Warm", exitcode=0)
-    assert worker.shutdown.shutdown_requested.is_set()
+    assert impasto.worker.shutdown.shutdown_requested.is_set()
     time.sleep(60)
     """
 )

@@ -11,8 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-
-from worker.supervisor import ChildSpec, Supervisor, restart_delay
+from impasto.worker.supervisor import ChildSpec, Supervisor, restart_delay
 
 # A child that notes each start and each SIGTERM in a file, then exits cleanly on SIGTERM.
 CHILD = textwrap.dedent(
@@ -111,7 +110,7 @@ def test_sigterm_to_the_parent_reaches_each_child_once(tmp_path: Path) -> None:
         f"""
         import sys
         sys.path.insert(0, {str(Path(__file__).resolve().parents[2])!r})
-        from worker.supervisor import ChildSpec, Supervisor, run_supervisor
+        from impasto.worker.supervisor import ChildSpec, Supervisor, run_supervisor
         specs = [ChildSpec(n, [sys.executable, "-c", {CHILD!r}, {str(tmp_path)!r} + f"/{{n}}.log", "0.2"], {{}})
                  for n in ("a", "b")]
         sys.exit(run_supervisor(Supervisor(specs, shutdown_timeout_s=5)))
@@ -136,7 +135,7 @@ def test_children_die_with_a_killed_parent(tmp_path: Path) -> None:
         f"""
         import sys
         sys.path.insert(0, {str(Path(__file__).resolve().parents[2])!r})
-        from worker.supervisor import ChildSpec, Supervisor, run_supervisor
+        from impasto.worker.supervisor import ChildSpec, Supervisor, run_supervisor
         spec = ChildSpec("a", [sys.executable, "-c", {CHILD!r}, {str(tmp_path / "a.log")!r}, "0"], {{}})
         run_supervisor(Supervisor([spec], shutdown_timeout_s=5))
         """

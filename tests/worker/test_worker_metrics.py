@@ -6,11 +6,11 @@ import socket
 from pathlib import Path
 
 import requests
+from impasto.shared.settings import get_settings
+from impasto.worker.metrics import OUTCOMES, WorkerMetrics, serve_worker_metrics
 from prometheus_client import generate_latest
 
-from shared.settings import get_settings
 from tests.e2e.conftest import free_port
-from worker.metrics import OUTCOMES, WorkerMetrics, serve_worker_metrics
 
 
 def test_outcomes_start_at_zero_and_count_runs() -> None:

@@ -6,8 +6,7 @@ import math
 from collections.abc import Callable
 
 import torch
-
-from worker.engine.objective import Objective
+from impasto.worker.engine.objective import Objective
 
 
 def first_lbfgs_step(

@@ -5,11 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-
-from worker.engine.gram_cache import GramCache
-from worker.engine.losses import content_loss, energy, gram, style_loss, tv_loss
-from worker.engine.params import StyleParams
-from worker.engine.vgg import VGG19Features
+from impasto.worker.engine.gram_cache import GramCache
+from impasto.worker.engine.losses import content_loss, energy, gram, style_loss, tv_loss
+from impasto.worker.engine.params import StyleParams
+from impasto.worker.engine.vgg import VGG19Features
 
 
 class Objective:

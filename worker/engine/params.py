@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, fields
 
-from worker.engine.errors import EngineError
-from worker.engine.vgg import FEATURE_LAYERS, POOLINGS
+from impasto.worker.engine.errors import EngineError
+from impasto.worker.engine.vgg import FEATURE_LAYERS, POOLINGS
 
 OPTIMIZERS = ("lbfgs", "adam")
 INITS = ("content", "noise", "image")

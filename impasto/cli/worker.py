@@ -12,8 +12,8 @@ import sys
 
 import click
 
-from shared.settings import get_settings
-from shared.size_classes import queues_for_capacity
+from impasto.shared.settings import get_settings
+from impasto.shared.size_classes import queues_for_capacity
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +55,8 @@ def default_node_name(kind: str, pid: int, host: str) -> str:
 def run_one_worker(name: str | None, queues: str | None, max_pixels: int | None, loglevel: str) -> None:
     """One Celery worker in this process, serving its metrics when a port is set."""
     settings = get_settings()
-    from worker.celery_worker import app  # built here, in the process that runs it (imports torch)
-    from worker.metrics import serve_worker_metrics
+    from impasto.worker.celery_worker import app  # built here, in the process that runs it (imports torch)
+    from impasto.worker.metrics import serve_worker_metrics
 
     serve_worker_metrics(settings.worker_metrics_port, settings.worker_metrics_host)
     argv = [
@@ -76,9 +76,9 @@ def run_one_worker(name: str | None, queues: str | None, max_pixels: int | None,
 
 def supervise(gpus: str, queues: str | None, max_pixels: int | None, loglevel: str) -> int:
     """Start one child per chosen GPU (or one CPU child) and supervise them; the exit code."""
-    from worker.children import child_specs
-    from worker.gpus import choose_gpus, detect_gpus
-    from worker.supervisor import Supervisor, run_supervisor
+    from impasto.worker.children import child_specs
+    from impasto.worker.gpus import choose_gpus, detect_gpus
+    from impasto.worker.supervisor import Supervisor, run_supervisor
 
     logging.basicConfig(level=loglevel.upper(), format="%(asctime)s %(levelname)s supervisor: %(message)s")
     settings = get_settings()

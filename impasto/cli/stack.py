@@ -13,10 +13,10 @@ from pathlib import Path
 import click
 
 from impasto import Client
-from shared.cli import gunicorn_command
-from shared.database import upgrade_database
-from shared.local_key import ensure_local_key, issue_web_token, make_private, web_token_path
-from shared.settings import get_settings
+from impasto.cli.main import gunicorn_command
+from impasto.shared.database import upgrade_database
+from impasto.shared.local_key import ensure_local_key, issue_web_token, make_private, web_token_path
+from impasto.shared.settings import get_settings
 
 CHILD_UMASK = 0o077  # what the API and worker write (database journals, images, messages) is owner-only
 
@@ -44,9 +44,9 @@ class EmbeddedStack:
         upgrade_database(self.settings)
         self.api_key = ensure_local_key(self.settings)
         make_private(self.data_dir)
-        self._spawn("worker", [sys.executable, "-m", "shared.cli", "worker", "--name", "embedded@localhost"])
-        self._spawn("reconcile", [sys.executable, "-m", "shared.cli", "reconcile"])
-        self._spawn("webhooks", [sys.executable, "-m", "shared.cli", "webhook-worker", "--concurrency", "2"])
+        self._spawn("worker", [sys.executable, "-m", "impasto.cli", "worker", "--name", "embedded@localhost"])
+        self._spawn("reconcile", [sys.executable, "-m", "impasto.cli", "reconcile"])
+        self._spawn("webhooks", [sys.executable, "-m", "impasto.cli", "webhook-worker", "--concurrency", "2"])
         self._spawn("api", gunicorn_command("127.0.0.1", self.port, 1))
         client = Client(self.url, api_key="")
         deadline = time.monotonic() + ready_timeout

@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 
 import certifi
 
-from shared.webhooks import WebhookAddress, WebhookUrl
+from impasto.shared.webhooks import WebhookAddress, WebhookUrl
 
 
 class WebhookPostFailed(Exception):

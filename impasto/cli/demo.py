@@ -9,8 +9,8 @@ from pathlib import Path
 import click
 
 from impasto import ImpastoError
-from shared.client_cli import client_for, download_outputs, follow
-from shared.stack import EmbeddedStack
+from impasto.cli.client_commands import client_for, download_outputs, follow
+from impasto.cli.stack import EmbeddedStack
 
 SAMPLES = Path(__file__).parent / "samples"
 DEMO_PARAMS = {"size": 256, "iterations": 100, "snapshot_every": 25}

@@ -1,4 +1,4 @@
-"""What `celery -A shared.celery_control` points at: the app for operators' commands (inspect, status,
+"""What `celery -A impasto.cli.celery_control` points at: the app for operators' commands (inspect, status,
 flower, purge...), built from the settings on first use. It loads no worker code and no torch, so it
 answers in a second and works in the API image; it registers no task, so it cannot run a worker.
 
@@ -12,8 +12,8 @@ import functools
 
 from celery import Celery
 
-from shared.celery_app import make_celery
-from shared.settings import get_settings
+from impasto.shared.celery_app import make_celery
+from impasto.shared.settings import get_settings
 
 
 @functools.cache

@@ -1,6 +1,6 @@
 """The webhook delivery task and `impasto webhook-worker`, which runs it on the `webhooks` queue
 in a thread pool, apart from the GPU workers: a slow receiver holds a thread (for one attempt's
-deadline at most, shared/webhook_http.py), never a GPU.
+deadline at most, impasto/background/webhook_http.py), never a GPU.
 No torch here."""
 
 from __future__ import annotations
@@ -16,13 +16,20 @@ from celery import Task, shared_task
 from pydantic import ValidationError
 from sqlalchemy.orm import Session, sessionmaker
 
-from shared.database import make_engine, make_sessionmaker
-from shared.models import Job
-from shared.settings import Settings, get_settings
-from shared.task_names import WEBHOOK_QUEUE, WEBHOOK_TASK
-from shared.webhook_http import WebhookPostFailed, post_webhook
-from shared.webhook_signing import sign, webhook_signing_key
-from shared.webhooks import WebhookRefused, parse_webhook_url, payload, resolve_webhook_url, webhook_id, webhook_target
+from impasto.background.webhook_http import WebhookPostFailed, post_webhook
+from impasto.shared.database import make_engine, make_sessionmaker
+from impasto.shared.models import Job
+from impasto.shared.settings import Settings, get_settings
+from impasto.shared.task_names import WEBHOOK_QUEUE, WEBHOOK_TASK
+from impasto.shared.webhook_signing import sign, webhook_signing_key
+from impasto.shared.webhooks import (
+    WebhookRefused,
+    parse_webhook_url,
+    payload,
+    resolve_webhook_url,
+    webhook_id,
+    webhook_target,
+)
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +115,7 @@ def deliver_webhook(self: Task, job_id: str, event: str, iteration: int, body: s
 @click.option("--loglevel", default="INFO", show_default=True)
 def webhook_worker(concurrency: int | None, loglevel: str) -> None:
     """Deliver webhooks from the `webhooks` queue in a thread pool, forever."""
-    from shared.celery_app import make_celery
+    from impasto.shared.celery_app import make_celery
 
     try:
         settings = get_settings()

@@ -16,19 +16,19 @@ from sqlalchemy import and_, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from shared.broker_loss import BrokerSentinel, broker_sentinel
-from shared.celery_app import make_celery
-from shared.database import make_engine, make_sessionmaker
-from shared.enqueue import send_transfer
-from shared.events import EventPublisher, make_publisher
-from shared.idempotency import purge_expired_keys
-from shared.job_endings import announce_end
-from shared.jobs import end_expired_lease, execute_update
-from shared.models import Job, utcnow
-from shared.retention import expire_jobs
-from shared.settings import Settings, get_settings
-from shared.status import JobStatus
-from shared.storage import make_storage
+from impasto.api.idempotency import purge_expired_keys
+from impasto.background.broker_loss import BrokerSentinel, broker_sentinel
+from impasto.background.retention import expire_jobs
+from impasto.shared.celery_app import make_celery
+from impasto.shared.database import make_engine, make_sessionmaker
+from impasto.shared.enqueue import send_transfer
+from impasto.shared.events import EventPublisher, make_publisher
+from impasto.shared.job_endings import announce_end
+from impasto.shared.jobs import end_expired_lease, execute_update
+from impasto.shared.models import Job, utcnow
+from impasto.shared.settings import Settings, get_settings
+from impasto.shared.status import JobStatus
+from impasto.shared.storage import make_storage
 
 log = logging.getLogger(__name__)
 
@@ -162,7 +162,7 @@ def reconcile(interval: float | None, once: bool) -> None:
                     "resent %s, handed back %s, failed %s, canceled %s",
                     report.resent, report.handed_back, report.failed, report.canceled,
                 )  # fmt: skip
-            expire_jobs(sessions, storage, settings)  # images past retention (shared/retention.py)
+            expire_jobs(sessions, storage, settings)  # images past retention (impasto/background/retention.py)
         except Exception as exc:  # a database, broker or storage outage: try again next pass
             log.warning("pass failed: %s", exc)
         if once:

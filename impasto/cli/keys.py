@@ -9,10 +9,10 @@ import click
 from sqlalchemy import inspect
 from sqlalchemy.orm import Session
 
-from shared.api_keys import KEY_PREFIX, create_key, list_keys, revoke_key
-from shared.database import make_engine, make_sessionmaker
-from shared.jobs import as_utc
-from shared.settings import get_settings
+from impasto.shared.api_keys import KEY_PREFIX, create_key, list_keys, revoke_key
+from impasto.shared.database import make_engine, make_sessionmaker
+from impasto.shared.jobs import as_utc
+from impasto.shared.settings import get_settings
 
 
 @contextmanager

@@ -10,26 +10,26 @@ import tempfile
 
 import click
 
-from shared.database import upgrade_database
-from shared.settings import get_settings
+from impasto.shared.database import upgrade_database
+from impasto.shared.settings import get_settings
 
 # Threads per gunicorn process: concurrent requests, long-lived event streams included.
 API_THREADS = 64
 
 # command name -> "module:attribute" of its click command
 LAZY_COMMANDS = {
-    "stylize": "worker.stylize_cli:stylize",
-    "worker": "worker.worker_cli:worker",
-    "up": "shared.stack:up",
-    "submit": "shared.client_cli:submit",
-    "status": "shared.client_cli:status",
-    "cancel": "shared.client_cli:cancel",
-    "demo": "shared.demo:demo",
-    "reconcile": "shared.reconcile:reconcile",
-    "flower": "shared.flower_cli:flower",
-    "keys": "shared.keys_cli:keys",
-    "webhook-worker": "shared.webhook_delivery:webhook_worker",
-    "webhook-secret": "shared.webhook_signing:webhook_secret",
+    "stylize": "impasto.cli.stylize:stylize",
+    "worker": "impasto.cli.worker:worker",
+    "up": "impasto.cli.stack:up",
+    "submit": "impasto.cli.client_commands:submit",
+    "status": "impasto.cli.client_commands:status",
+    "cancel": "impasto.cli.client_commands:cancel",
+    "demo": "impasto.cli.demo:demo",
+    "reconcile": "impasto.background.reconcile:reconcile",
+    "flower": "impasto.cli.flower:flower",
+    "keys": "impasto.cli.keys:keys",
+    "webhook-worker": "impasto.background.webhook_delivery:webhook_worker",
+    "webhook-secret": "impasto.shared.webhook_signing:webhook_secret",
 }
 
 
@@ -89,9 +89,9 @@ def api(port: int, host: str, workers: int) -> None:
 
 
 def gunicorn_command(host: str, port: int, workers: int) -> list[str]:
-    """The gunicorn command line that serves api.wsgi:app."""
+    """The gunicorn command line that serves impasto.api.wsgi:app."""
     return [
-        sys.executable, "-m", "gunicorn", "api.wsgi:app",
+        sys.executable, "-m", "gunicorn", "impasto.api.wsgi:app",
         "--bind", f"{host}:{port}",
         "--workers", str(workers),
         # gthread: most requests are short DB reads and file streams, but an event stream
@@ -104,7 +104,3 @@ def gunicorn_command(host: str, port: int, workers: int) -> list[str]:
         "--worker-class", "gthread", "--threads", str(API_THREADS),
         "--graceful-timeout", "20", "--access-logfile", "-",
     ]  # fmt: skip
-
-
-if __name__ == "__main__":
-    main()

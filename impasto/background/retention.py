@@ -10,11 +10,11 @@ from datetime import timedelta
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from shared.jobs import execute_update
-from shared.models import Job, utcnow
-from shared.settings import Settings
-from shared.status import FINISHED
-from shared.storage import Storage, job_prefix
+from impasto.shared.jobs import execute_update
+from impasto.shared.models import Job, utcnow
+from impasto.shared.settings import Settings
+from impasto.shared.status import FINISHED
+from impasto.shared.storage import Storage, job_prefix
 
 log = logging.getLogger(__name__)
 

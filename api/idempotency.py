@@ -7,11 +7,10 @@ import json
 from datetime import timedelta
 from typing import Any, cast
 
+from impasto.shared.jobs import as_utc
+from impasto.shared.models import IdempotencyKey, utcnow
 from sqlalchemy import CursorResult, delete
 from sqlalchemy.orm import Session
-
-from shared.jobs import as_utc
-from shared.models import IdempotencyKey, utcnow
 
 MAX_KEY_LENGTH = 255
 

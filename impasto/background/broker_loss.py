@@ -17,7 +17,7 @@ import logging
 
 import redis
 
-from shared.settings import Settings
+from impasto.shared.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -11,9 +11,9 @@ import click
 from PIL import Image
 from tqdm import tqdm
 
-from worker.context import resolve_device
-from worker.engine import Callbacks, EngineError, Losses, StyleParams
-from worker.engine import stylize as run_engine
+from impasto.worker.context import resolve_device
+from impasto.worker.engine import Callbacks, EngineError, Losses, StyleParams
+from impasto.worker.engine import stylize as run_engine
 
 DEFAULTS = StyleParams()
 

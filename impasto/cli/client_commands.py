@@ -10,8 +10,8 @@ import click
 from tqdm import tqdm
 
 from impasto import Client, ImpastoError, Job
-from shared.local_key import client_api_key
-from shared.settings import get_settings
+from impasto.shared.local_key import client_api_key
+from impasto.shared.settings import get_settings
 
 url_option = click.option("--url", envvar="IMPASTO_URL", default=None, help="API base URL (IMPASTO_URL)")
 

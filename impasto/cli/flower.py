@@ -7,8 +7,8 @@ import sys
 
 import click
 
-from shared.celery_app import make_celery
-from shared.settings import get_settings
+from impasto.shared.celery_app import make_celery
+from impasto.shared.settings import get_settings
 
 
 @click.command(context_settings={"ignore_unknown_options": True})

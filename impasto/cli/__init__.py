@@ -1,0 +1,1 @@
+"""The `impasto` command line: one module per group of commands, loaded lazily by `main`."""
