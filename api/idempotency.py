@@ -5,11 +5,11 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import timedelta
-from typing import Any, cast
+from typing import Any
 
 from impasto.shared.jobs import as_utc
 from impasto.shared.models import IdempotencyKey, utcnow
-from sqlalchemy import CursorResult, delete
+from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
 MAX_KEY_LENGTH = 255
@@ -47,12 +47,3 @@ def remember_key(session: Session, key: str, fingerprint: str, job_id: str, ttl_
             key=key, request_hash=fingerprint, job_id=job_id, expires_at=utcnow() + timedelta(seconds=ttl_seconds)
         )
     )
-
-
-def purge_expired_keys(session: Session) -> int:
-    """Delete expired keys; returns how many."""
-    result = cast(
-        CursorResult[Any], session.execute(delete(IdempotencyKey).where(IdempotencyKey.expires_at <= utcnow()))
-    )
-    session.commit()
-    return int(result.rowcount)

@@ -1,5 +1,5 @@
-"""The webhook secret in Standard Webhooks form (`whsec_<base64>`), the signature it makes, and
-`impasto webhook-secret`, which prints a new one. Standard library and click only: settings
+"""The webhook secret in Standard Webhooks form (`whsec_<base64>`) and the signature it makes
+(`impasto webhook-secret`, in impasto/cli/webhooks.py, prints a new one). Standard library only: settings
 imports this to refuse a malformed secret when a process starts.
 
 The spec's receivers (e.g. the `standardwebhooks` package's `Webhook(secret)`) base64-decode what
@@ -16,10 +16,6 @@ import base64
 import binascii
 import hashlib
 import hmac
-import secrets
-import sys
-
-import click
 
 SECRET_PREFIX = "whsec_"
 MIN_KEY_BYTES = 24  # the spec's lower bound (192 bits)
@@ -59,24 +55,3 @@ def sign(key: bytes, webhook_id: str, timestamp: int, body: str) -> str:
     """The Standard Webhooks signature header value: v1,base64(HMAC-SHA256(key, id.timestamp.body))."""
     message = f"{webhook_id}.{timestamp}.{body}".encode()
     return "v1," + base64.b64encode(hmac.new(key, message, hashlib.sha256).digest()).decode()
-
-
-@click.command("webhook-secret")
-@click.option(
-    "--from-legacy",
-    is_flag=True,
-    help="read an old (pre-whsec_) secret on stdin and print the whsec_ form of the same key",
-)
-def webhook_secret(from_legacy: bool) -> None:
-    """Print a new webhook signing secret (whsec_<base64 of 32 random bytes>) for IMPASTO_WEBHOOK_SECRET."""
-    if not from_legacy:
-        click.echo(secret_for_key(secrets.token_bytes(NEW_KEY_BYTES)))
-        return
-    # Old secrets were used as their UTF-8 bytes; those bytes, base64-encoded, are the same HMAC key.
-    old = sys.stdin.read().rstrip("\r\n")
-    key = old.encode()
-    if old.startswith(SECRET_PREFIX) or len(key) < MIN_KEY_BYTES:
-        raise click.ClickException(
-            f"expected an old secret of at least {MIN_KEY_BYTES} bytes without the {SECRET_PREFIX} prefix on stdin"
-        )
-    click.echo(secret_for_key(key))

@@ -1,17 +1,19 @@
-"""Retention: a finished job's images (final and snapshots) are deleted after retention_s; the
-row stays, marked expired, and its image URLs answer 410. Safe in several reconciler copies:
-deleting files twice is harmless, and the mark is a conditional UPDATE."""
+"""Retention: expired Idempotency-Key records are deleted, and a finished job's images (final and
+snapshots) are deleted after retention_s; the row stays, marked expired, and its image URLs
+answer 410. Safe in several reconciler copies: deleting files twice is harmless, and the mark
+is a conditional UPDATE."""
 
 from __future__ import annotations
 
 import logging
 from datetime import timedelta
+from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import CursorResult, delete, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from impasto.shared.jobs import execute_update
-from impasto.shared.models import Job, utcnow
+from impasto.shared.models import IdempotencyKey, Job, utcnow
 from impasto.shared.settings import Settings
 from impasto.shared.status import FINISHED
 from impasto.shared.storage import Storage, job_prefix
@@ -48,3 +50,12 @@ def expire_jobs(sessions: sessionmaker[Session], storage: Storage, settings: Set
     if expired:
         log.info("expired the images of %d job(s)", len(expired))
     return expired
+
+
+def purge_expired_keys(session: Session) -> int:
+    """Delete expired keys; returns how many."""
+    result = cast(
+        CursorResult[Any], session.execute(delete(IdempotencyKey).where(IdempotencyKey.expires_at <= utcnow()))
+    )
+    session.commit()
+    return int(result.rowcount)

@@ -1,5 +1,5 @@
-"""The webhook delivery task and `impasto webhook-worker`, which runs it on the `webhooks` queue
-in a thread pool, apart from the GPU workers: a slow receiver holds a thread (for one attempt's
+"""The webhook delivery task. `impasto webhook-worker` (impasto/cli/webhooks.py) runs it on the
+`webhooks` queue in a thread pool, apart from the GPU workers: a slow receiver holds a thread (for one attempt's
 deadline at most, impasto/background/webhook_http.py), never a GPU.
 No torch here."""
 
@@ -7,20 +7,17 @@ from __future__ import annotations
 
 import functools
 import logging
-import socket
 import time
 from dataclasses import dataclass
 
-import click
 from celery import Task, shared_task
-from pydantic import ValidationError
 from sqlalchemy.orm import Session, sessionmaker
 
 from impasto.background.webhook_http import WebhookPostFailed, post_webhook
 from impasto.shared.database import make_engine, make_sessionmaker
 from impasto.shared.models import Job
 from impasto.shared.settings import Settings, get_settings
-from impasto.shared.task_names import WEBHOOK_QUEUE, WEBHOOK_TASK
+from impasto.shared.task_names import WEBHOOK_TASK
 from impasto.shared.webhook_signing import sign, webhook_signing_key
 from impasto.shared.webhooks import (
     WebhookRefused,
@@ -108,30 +105,3 @@ def deliver_webhook(self: Task, job_id: str, event: str, iteration: int, body: s
             args=[job_id, event, iteration], kwargs={"body": body}, countdown=countdown, max_retries=None
         ) from exc
     return "delivered"
-
-
-@click.command("webhook-worker")
-@click.option("--concurrency", type=int, default=None, help="delivery threads (default: setting)")
-@click.option("--loglevel", default="INFO", show_default=True)
-def webhook_worker(concurrency: int | None, loglevel: str) -> None:
-    """Deliver webhooks from the `webhooks` queue in a thread pool, forever."""
-    from impasto.shared.celery_app import make_celery
-
-    try:
-        settings = get_settings()
-    except ValidationError as exc:  # e.g. a webhook secret not in whsec_ form: say so, without a traceback
-        raise click.ClickException(str(exc)) from exc
-    app = make_celery(settings)
-    app.conf.update(worker_pool="threads", worker_prefetch_multiplier=4)
-    app.worker_main(
-        [
-            "worker",
-            "--pool=threads",
-            f"--concurrency={concurrency or settings.webhook_concurrency}",
-            f"--hostname=webhooks@{socket.gethostname()}",
-            f"--queues={WEBHOOK_QUEUE}",
-            f"--loglevel={loglevel}",
-            "--without-gossip",
-            "--without-mingle",
-        ]
-    )

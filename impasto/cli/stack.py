@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from impasto import Client
-from impasto.cli.main import gunicorn_command
+from impasto.cli.serve import gunicorn_command
 from impasto.shared.database import upgrade_database
 from impasto.shared.local_key import ensure_local_key, issue_web_token, make_private, web_token_path
 from impasto.shared.settings import get_settings

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -28,8 +29,10 @@ def test_import_needs_no_server_side_package() -> None:
 
 def test_the_wheel_installs_one_top_level_name(tmp_path: Path) -> None:
     """The built wheel holds everything under `impasto`, data files included, and nothing else at the top."""
+    source = tmp_path / "source"  # setuptools writes build/ beside the sources: build from a copy
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(".git", ".venv", "build", "*.egg-info", "__pycache__"))
     build = [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "-w", str(tmp_path)]
-    run = subprocess.run([*build, str(ROOT)], capture_output=True, text=True, timeout=300)
+    run = subprocess.run([*build, str(source)], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
     (wheel,) = tmp_path.glob("impasto-*.whl")
     names = zipfile.ZipFile(wheel).namelist()

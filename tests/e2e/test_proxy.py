@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from impasto.cli.main import API_THREADS
+from impasto.cli.serve import API_THREADS
 from impasto.sse import parse_sse
 from tests.conftest import create_postgres_database, drop_postgres_database, flushed_redis
 from tests.deploy.proxy_config import nginx_binary, running_nginx, seconds, shipped_directives
