@@ -68,11 +68,16 @@ def poll(url: str, job_id: str, until: tuple[str, ...], timeout: float = 120) ->
     seen: list[int] = []
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        job = requests.get(f"{url}/v1/jobs/{job_id}", headers=auth(url), timeout=10).json()
+        response = requests.get(f"{url}/v1/jobs/{job_id}", headers=auth(url), timeout=10)
+        if response.status_code == 429:  # the key's request rate (600/min): a slow, loaded machine polls long
+            time.sleep(float(response.headers.get("Retry-After", "1")))
+            continue
+        assert response.status_code == 200, response.text
+        job = response.json()
         seen.append(job["progress"]["iteration"])
         if job["status"] in until:
             return job, seen
-        time.sleep(0.05)
+        time.sleep(0.15)  # under the rate limit's 10 a second, and finer than the 0.2 s progress writes
     raise TimeoutError(f"job {job_id} not {until} after {timeout} s: {job}")
 
 
