@@ -7,10 +7,10 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from shared.jobs import execute_update
+from shared.job_records import mark_expired
 from shared.models import Job, utcnow
 from shared.settings import Settings
 from shared.status import FINISHED
@@ -39,11 +39,7 @@ def expire_jobs(sessions: sessionmaker[Session], storage: Storage, settings: Set
             # Files first, then the mark: a crash in between leaves the job to the next pass,
             # never a row marked expired with its files still stored.
             storage.delete_prefix(job_prefix(job_id))
-            won = execute_update(
-                session, update(Job).where(Job.id == job_id, Job.expired_at.is_(None)).values(expired_at=utcnow())
-            )
-            session.commit()
-            if won:
+            if mark_expired(session, job_id):
                 expired.append(job_id)
     if expired:
         log.info("expired the images of %d job(s)", len(expired))

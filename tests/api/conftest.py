@@ -26,7 +26,7 @@ from api import create_app
 from api.context import EXTENSION_KEY, Impasto
 from shared.api_keys import create_key
 from shared.database import upgrade_database
-from shared.jobs import add_snapshot, claim_job, finish_job
+from shared.jobs import UNWATCHED, add_snapshot, claim_job, finish_job
 from shared.models import Job
 from shared.settings import Settings
 from shared.status import JobStatus
@@ -285,7 +285,7 @@ class WorkerActions:
             impasto.storage.put(output_key(job_id), self.png)
             values.setdefault("output_key", output_key(job_id))
         with impasto.sessions() as session:
-            assert finish_job(session, job_id, WORKER_NAME, status, **values)
+            assert finish_job(session, job_id, WORKER_NAME, status, UNWATCHED, **values)
 
 
 @pytest.fixture

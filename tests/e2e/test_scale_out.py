@@ -26,7 +26,7 @@ from shared.celery_app import make_celery
 from shared.database import make_engine, make_sessionmaker
 from shared.enqueue import enqueue_job
 from shared.job_params import JobParams
-from shared.jobs import create_job, request_cancel
+from shared.jobs import UNWATCHED, create_job, request_cancel
 from shared.models import Job
 from shared.settings import Settings, get_settings
 from shared.size_classes import queue_for
@@ -284,7 +284,7 @@ def cancel_job(settings: Settings, job_id: str) -> None:
     engine = make_engine(settings)
     try:
         with make_sessionmaker(engine)() as session:
-            request_cancel(session, session.get_one(Job, job_id))
+            request_cancel(session, session.get_one(Job, job_id), UNWATCHED)
             session.commit()
     finally:
         engine.dispose()

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from shared.celery_app import make_celery
 from shared.database import upgrade_database
 from shared.job_params import JobParams
 from shared.jobs import create_job
@@ -29,7 +30,7 @@ def ctx(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[WorkerContex
         progress_interval_s=0.0, cancel_poll_s=0.0, device="cpu", lease_seconds=30,
     )  # fmt: skip
     upgrade_database(settings)
-    context = build_context(settings)
+    context = build_context(settings, make_celery(settings))
     yield context
     context.sessions.kw["bind"].dispose()
     if name:
