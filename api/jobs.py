@@ -22,8 +22,9 @@ from impasto.api.schemas import Job as JobSchema
 from impasto.api.submission import read_submission
 from impasto.shared.api_keys import key_is_active_clause
 from impasto.shared.enqueue import enqueue_job
-from impasto.shared.job_endings import announce_end
+from impasto.shared.job_endings import JobWatchers
 from impasto.shared.jobs import create_job as insert_job
+from impasto.shared.jobs import delete_job as delete_finished_job
 from impasto.shared.jobs import request_cancel
 from impasto.shared.models import IdempotencyKey, Job
 from impasto.shared.status import JobStatus
@@ -68,12 +69,17 @@ def create_job() -> tuple[Response, int, dict[str, str]]:
     check_active_jobs(session, owner, impasto.settings.max_active_jobs)
     for image in (submission.content, *submission.styles):
         store_upload(impasto.storage, image)
-    job = insert_job(session, params=params, content_key=content_key, style_keys=style_keys, queue=submission.queue)
-    # Owned before the commit, in the same transaction: no other transaction ever sees the job
-    # without its owner. (impasto.shared.jobs.create_job takes no owner, so this is an UPDATE of the
-    # flushed row.)
-    job.owner_key_id = owner
-    job.webhook_url, job.webhook_events = submission.webhook, submission.webhook_events
+    # Owned from its INSERT: no other transaction ever sees the job without its owner.
+    job = insert_job(
+        session,
+        params=params,
+        content_key=content_key,
+        style_keys=style_keys,
+        queue=submission.queue,
+        owner_key_id=owner,
+        webhook_url=submission.webhook,
+        webhook_events=submission.webhook_events,
+    )
     if idempotency_key is not None:
         remember_key(session, idempotency_key, fingerprint, job.id, impasto.settings.idempotency_ttl_s)
     try:
@@ -252,10 +258,9 @@ def list_jobs() -> Response:
 @documented(responses={200: JobSchema, 404: ErrorBody})
 def cancel_job(job_id: str) -> Response:
     """Cancel a queued job now, or ask a running one to stop; idempotent."""
-    job, ended_here = request_cancel(db_session(), find_job(job_id))
-    if ended_here:  # it was queued: no worker will announce its end
-        impasto = current_impasto()
-        announce_end(impasto.settings, impasto.events, job)
+    impasto = current_impasto()
+    # A queued job ends here, and its watchers hear of it; a running one's worker ends it.
+    job, _ = request_cancel(db_session(), find_job(job_id), JobWatchers(impasto.events, impasto.celery))
     return jsonify(job_json(job))
 
 
@@ -265,10 +270,8 @@ def delete_job(job_id: str) -> tuple[str, int]:
     """Delete a finished job and its images (uploads are shared, and kept)."""
     session = db_session()
     job = find_job(job_id)
-    if not JobStatus(job.status).finished:
+    if not delete_finished_job(session, job.id):  # the DELETE's guard: only a finished job goes
         raise ApiError(409, "job_not_finished", f"job is {job.status}; cancel it and wait until it has stopped")
-    session.delete(job)
-    session.commit()
     # Files go after the commit: a failed commit must not leave a row pointing at nothing.
     current_impasto().storage.delete_prefix(job_prefix(job_id))
     return "", 204

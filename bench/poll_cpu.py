@@ -66,8 +66,8 @@ def main() -> None:
                         content_key="c.jpg",
                         style_keys=["s.jpg"],
                         queue="q",
+                        owner_key_id=record.id,
                     )
-                    job.owner_key_id = record.id
                     session.commit()
                     job_id = job.id
                     for iteration in (1, 2):

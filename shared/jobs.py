@@ -1,14 +1,40 @@
-"""Job rows: create, transition, cancel, delete, and the lease-guarded writes a worker makes."""
+"""Job rows: the state machine, and the only code (migrations aside) that inserts, updates or deletes them.
+
+queued -> running (a claim, with a lease) -> succeeded | failed | canceled; running -> queued
+(a hand-back at shutdown, or an expired lease); queued -> canceled. Every transition is one
+conditional UPDATE, its guard in the WHERE clause, so of racing callers exactly one wins. Writes
+that change no state (progress, enqueue and expiry marks) are in shared/job_records.py.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from impasto.shared.models import Job, JobSnapshot, JobStatusChange, utcnow
 from impasto.shared.status import FINISHED, JobStatus
-from sqlalchemy import CursorResult, Update, select, update
+from sqlalchemy import ColumnElement, CursorResult, Delete, Update, delete, select, update
 from sqlalchemy.orm import Session
+
+Guard = Sequence[ColumnElement[bool]]  # the WHERE clause of a transition: what must still hold
+
+
+class EndWatcher(Protocol):
+    """Who is told that a job ended, after the end is committed (impasto.shared.job_endings.JobWatchers)."""
+
+    def job_ended(self, job: Job) -> None:
+        """The job (as committed) reached an end state."""
+
+
+class Unwatched:
+    """An end nobody hears of: for tests and tools that set rows up. The service passes JobWatchers."""
+
+    def job_ended(self, job: Job) -> None:
+        """Tell nobody."""
+
+
+UNWATCHED = Unwatched()
 
 
 def as_utc(moment: datetime | None) -> datetime | None:
@@ -18,8 +44,8 @@ def as_utc(moment: datetime | None) -> datetime | None:
     return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def execute_update(session: Session, statement: Update) -> int:
-    """Run an UPDATE and return how many rows it changed (the atomic test-and-set of this module)."""
+def execute_update(session: Session, statement: Update | Delete) -> int:
+    """Run an UPDATE (or DELETE) and return how many rows it changed: the atomic test-and-set of this module."""
     result = cast(CursorResult[Any], session.execute(statement))
     return int(result.rowcount)
 
@@ -29,13 +55,47 @@ def record_transition(session: Session, job_id: str, status: JobStatus, worker: 
     session.add(JobStatusChange(job_id=job_id, status=status.value, worker=worker, attempt=attempt))
 
 
-def create_job(session: Session, *, params: dict[str, Any], content_key: str, style_keys: list[str], queue: str) -> Job:
-    """Insert a queued job and its first history row; the caller commits, then enqueues."""
+QUEUED: Guard = (Job.status == JobStatus.QUEUED.value,)  # a job no worker has (any more)
+RUNNING: Guard = (Job.status == JobStatus.RUNNING.value,)  # a job some worker runs
+
+
+def held_by(owner: str) -> Guard:
+    """The guard of a worker's writes: the job runs, and `owner` holds its lease."""
+    return (Job.lease_owner == owner, *RUNNING)
+
+
+def lease_expired(now: datetime) -> Guard:
+    """The guard of a takeover: the job runs, and its lease expired before `now`."""
+    return (*RUNNING, Job.lease_expires_at < now)
+
+
+def _attempts(session: Session, job_id: str) -> int:
+    return int(session.execute(select(Job.attempts).where(Job.id == job_id)).scalar_one())
+
+
+def create_job(
+    session: Session,
+    *,
+    params: dict[str, Any],
+    content_key: str,
+    style_keys: list[str],
+    queue: str,
+    owner_key_id: str | None = None,
+    webhook_url: str | None = None,
+    webhook_events: list[str] | None = None,
+) -> Job:
+    """Insert a queued job, owned and with its webhook from the start, and its first history row.
+
+    The caller commits, then enqueues: no other transaction ever sees the job without its owner.
+    """
     job = Job(
         params=params,
         content_key=content_key,
         style_keys=style_keys,
         queue=queue,
+        owner_key_id=owner_key_id,
+        webhook_url=webhook_url,
+        webhook_events=webhook_events,
         iterations=int(params["iterations"]),
         status=JobStatus.QUEUED.value,
         iteration=0,
@@ -48,74 +108,8 @@ def create_job(session: Session, *, params: dict[str, Any], content_key: str, st
     return job
 
 
-def request_cancel(session: Session, job: Job) -> tuple[Job, bool]:
-    """Cancel a job: a queued one at once, a running one by flag; finished ones are left alone.
-
-    The bool says whether this call ended the job (it was queued): of concurrent cancels, one.
-    """
-    moved = execute_update(
-        session,
-        update(Job)
-        .where(Job.id == job.id, Job.status == JobStatus.QUEUED.value)
-        .values(status=JobStatus.CANCELED.value, finished_at=utcnow(), cancel_requested=True),
-    )
-    if moved:
-        record_transition(session, job.id, JobStatus.CANCELED, None, job.attempts)
-    else:  # not queued (any more): a worker may have claimed it since it was read
-        execute_update(
-            session,
-            update(Job).where(Job.id == job.id, Job.status == JobStatus.RUNNING.value).values(cancel_requested=True),
-        )
-    session.commit()
-    session.refresh(job)
-    return job, bool(moved)
-
-
-def end_expired_lease(session: Session, job_id: str, max_attempts: int) -> JobStatus | None:
-    """Take back a running job whose lease expired, in one conditional UPDATE with its history row.
-
-    Its worker is gone: the job goes back to `queued`, or ends `failed` (worker_lost) once its
-    lost runs reach the cap (runs handed back at a shutdown do not count), or `canceled` if a
-    cancel was pending. Returns the new status, or None when there was nothing to take back
-    (not running, lease live, or another caller won).
-    """
-    now = utcnow()
-    row = session.execute(
-        select(Job.attempts, Job.lost_runs, Job.cancel_requested).where(
-            Job.id == job_id, Job.status == JobStatus.RUNNING.value, Job.lease_expires_at < now
-        )
-    ).first()
-    if row is None:
-        return None
-    attempts, lost_runs, cancel_requested = row
-    lost_runs += 1  # this run
-    values: dict[str, Any] = {"lost_runs": lost_runs}
-    if cancel_requested:  # its worker died while stopping: nobody will run it again
-        status, values = JobStatus.CANCELED, {**values, "finished_at": now}
-    elif lost_runs >= max_attempts:
-        message = f"the job's worker was lost {lost_runs} times; giving up"
-        status, values = (
-            JobStatus.FAILED,
-            {**values, "finished_at": now, "error_code": "worker_lost", "error_message": message},
-        )
-    else:
-        status, values = JobStatus.QUEUED, {**values, "enqueued_at": now}
-    won = execute_update(
-        session,
-        update(Job)
-        .where(Job.id == job_id, Job.status == JobStatus.RUNNING.value, Job.lease_expires_at < now)
-        .values(status=status.value, lease_owner=None, lease_expires_at=None, **values),
-    )
-    if not won:
-        session.rollback()
-        return None
-    record_transition(session, job_id, status, None, attempts)
-    session.commit()
-    return status
-
-
 def claim_job(session: Session, job_id: str, owner: str, lease_seconds: float) -> bool:
-    """Atomically take a queued job with a lease; True if taken.
+    """queued -> running: atomically take a queued job with a lease; True if taken.
 
     A running job on an expired lease is not claimable here: `end_expired_lease` first moves it
     back to `queued` (with its history row), so every run in the history has its own end.
@@ -124,7 +118,7 @@ def claim_job(session: Session, job_id: str, owner: str, lease_seconds: float) -
     taken = execute_update(
         session,
         update(Job)
-        .where(Job.id == job_id, Job.cancel_requested.is_(False), Job.status == JobStatus.QUEUED.value)
+        .where(*QUEUED, Job.id == job_id, Job.cancel_requested.is_(False))
         .values(
             status=JobStatus.RUNNING.value,
             lease_owner=owner,
@@ -135,20 +129,14 @@ def claim_job(session: Session, job_id: str, owner: str, lease_seconds: float) -
         ),
     )
     if taken:
-        attempts = session.execute(select(Job.attempts).where(Job.id == job_id)).scalar_one()
-        record_transition(session, job_id, JobStatus.RUNNING, owner, attempts)
+        record_transition(session, job_id, JobStatus.RUNNING, owner, _attempts(session, job_id))
     session.commit()
     return bool(taken)
 
 
 def owned_update(session: Session, job_id: str, owner: str, **values: Any) -> bool:
     """Update a running job only while `owner` holds its lease; False means the lease is gone."""
-    changed = execute_update(
-        session,
-        update(Job)
-        .where(Job.id == job_id, Job.lease_owner == owner, Job.status == JobStatus.RUNNING.value)
-        .values(**values),
-    )
+    changed = execute_update(session, update(Job).where(Job.id == job_id, *held_by(owner)).values(**values))
     session.commit()
     return bool(changed)
 
@@ -158,38 +146,120 @@ def renew_lease(session: Session, job_id: str, owner: str, lease_seconds: float)
     return owned_update(session, job_id, owner, lease_expires_at=utcnow() + timedelta(seconds=lease_seconds))
 
 
-def finish_job(session: Session, job_id: str, owner: str, status: JobStatus, **values: Any) -> bool:
-    """Move a running job owned by `owner` to an end state, with its history row."""
+def end_job(
+    session: Session,
+    job_id: str,
+    status: JobStatus,
+    guard: Guard,
+    watcher: EndWatcher,
+    worker: str | None = None,
+    **values: Any,
+) -> bool:
+    """The one way a job ends: the UPDATE under `guard`, its history row, the commit, then its watchers hear.
+
+    False (nothing written, nobody told) when the guard no longer holds: another caller won.
+    """
     assert status in FINISHED
     changed = execute_update(
         session,
         update(Job)
-        .where(Job.id == job_id, Job.lease_owner == owner, Job.status == JobStatus.RUNNING.value)
+        .where(Job.id == job_id, *guard)
         .values(status=status.value, finished_at=utcnow(), lease_owner=None, lease_expires_at=None, **values),
     )
     if changed:
-        attempts = session.execute(select(Job.attempts).where(Job.id == job_id)).scalar_one()
-        record_transition(session, job_id, status, owner, attempts)
+        record_transition(session, job_id, status, worker, _attempts(session, job_id))
     session.commit()
+    if changed:  # populate_existing: the session may hold the row as it was read before this UPDATE
+        watcher.job_ended(session.get_one(Job, job_id, populate_existing=True))
     return bool(changed)
 
 
-def hand_back(session: Session, job_id: str, owner: str) -> bool:
-    """Return a running job to the queue (graceful shutdown); one being canceled ends canceled."""
-    canceling = session.execute(select(Job.cancel_requested).where(Job.id == job_id)).scalar_one_or_none()
-    status = JobStatus.CANCELED if canceling else JobStatus.QUEUED
-    extra = {"finished_at": utcnow()} if canceling else {"enqueued_at": None}
-    changed = execute_update(
+def finish_job(
+    session: Session, job_id: str, owner: str, status: JobStatus, watcher: EndWatcher, **values: Any
+) -> bool:
+    """running -> succeeded | failed | canceled, by the worker that holds the lease."""
+    return end_job(session, job_id, status, held_by(owner), watcher, owner, **values)
+
+
+def request_cancel(session: Session, job: Job, watcher: EndWatcher) -> tuple[Job, bool]:
+    """queued -> canceled at once; a running job gets the flag its worker polls; a finished one is left alone.
+
+    The bool says whether this call ended the job (it was queued): of concurrent cancels, one.
+    """
+    ended = end_job(session, job.id, JobStatus.CANCELED, QUEUED, watcher, cancel_requested=True)
+    if not ended:  # not queued (any more): a worker may have claimed it since it was read
+        execute_update(session, update(Job).where(Job.id == job.id, *RUNNING).values(cancel_requested=True))
+        session.commit()
+    session.refresh(job)
+    return job, ended
+
+
+def hand_back(session: Session, job_id: str, owner: str, watcher: EndWatcher) -> JobStatus | None:
+    """running -> queued at a graceful shutdown; a job with a cancel pending ends canceled instead.
+
+    Returns the new status, or None when `owner` no longer holds the lease.
+    """
+    back = execute_update(
         session,
         update(Job)
-        .where(Job.id == job_id, Job.lease_owner == owner, Job.status == JobStatus.RUNNING.value)
-        .values(status=status.value, lease_owner=None, lease_expires_at=None, **extra),
+        .where(Job.id == job_id, *held_by(owner), Job.cancel_requested.is_(False))
+        .values(status=JobStatus.QUEUED.value, lease_owner=None, lease_expires_at=None, enqueued_at=None),
     )
-    if changed:
-        attempts = session.execute(select(Job.attempts).where(Job.id == job_id)).scalar_one()
-        record_transition(session, job_id, status, owner, attempts)
+    if back:
+        record_transition(session, job_id, JobStatus.QUEUED, owner, _attempts(session, job_id))
+        session.commit()
+        return JobStatus.QUEUED
+    # A cancel is pending (or the lease is gone, and this end is refused too).
+    return JobStatus.CANCELED if finish_job(session, job_id, owner, JobStatus.CANCELED, watcher) else None
+
+
+def end_expired_lease(session: Session, job_id: str, max_attempts: int, watcher: EndWatcher) -> JobStatus | None:
+    """running -> queued | failed | canceled: take back a running job whose lease expired.
+
+    Its worker is gone: the job goes back to `queued`, or ends `failed` (worker_lost) once its
+    lost runs reach the cap (runs handed back at a shutdown do not count), or `canceled` if a
+    cancel was pending. Returns the new status, or None when there was nothing to take back
+    (not running, lease live, or another caller won).
+    """
+    now = utcnow()
+    row = session.execute(
+        select(Job.attempts, Job.lost_runs, Job.cancel_requested).where(Job.id == job_id, *lease_expired(now))
+    ).first()
+    if row is None:
+        return None
+    attempts, lost_runs, cancel_requested = row
+    lost_runs += 1  # this run
+    status = JobStatus.QUEUED
+    values: dict[str, Any] = {"lost_runs": lost_runs}
+    if cancel_requested:  # its worker died while stopping: nobody will run it again
+        status = JobStatus.CANCELED
+    elif lost_runs >= max_attempts:
+        message = f"the job's worker was lost {lost_runs} times; giving up"
+        status = JobStatus.FAILED
+        values.update(error_code="worker_lost", error_message=message)
+    if status is not JobStatus.QUEUED:
+        return status if end_job(session, job_id, status, lease_expired(now), watcher, **values) else None
+    won = execute_update(
+        session,
+        update(Job)
+        .where(Job.id == job_id, *lease_expired(now))
+        .values(status=status.value, lease_owner=None, lease_expires_at=None, enqueued_at=now, **values),
+    )
+    if not won:
+        session.rollback()
+        return None
+    record_transition(session, job_id, status, None, attempts)
     session.commit()
-    return bool(changed)
+    return status
+
+
+def delete_job(session: Session, job_id: str) -> bool:
+    """Delete a finished job, its history and snapshots (ON DELETE CASCADE); False if it is not finished."""
+    deleted = execute_update(
+        session, delete(Job).where(Job.id == job_id, Job.status.in_([status.value for status in FINISHED]))
+    )
+    session.commit()
+    return bool(deleted)
 
 
 def add_snapshot(session: Session, job_id: str, iteration: int, key: str) -> None:

@@ -1,4 +1,4 @@
-"""Webhooks: URL checks, payloads, and the enqueue the worker does (signatures: shared/webhook_signing.py).
+"""Webhooks: URL checks and payloads (the enqueue: shared/enqueue.py; signatures: shared/webhook_signing.py).
 
 A URL is parsed once, with urllib3's parser, into the parts the delivery uses (impasto/background/webhook_http.py
 connects to an address checked here, never to the string), and forms that parsers read
@@ -11,28 +11,20 @@ under yet another key), and an operator rotates it in one place. Receivers get i
 
 from __future__ import annotations
 
-import functools
 import ipaddress
 import json
-import logging
 import re
 import socket
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from celery import Celery
 from impasto.shared.models import Job
-from impasto.shared.settings import Settings
 from urllib3.exceptions import LocationParseError
 from urllib3.util import parse_url
 
-log = logging.getLogger(__name__)
-
 WEBHOOK_EVENTS: tuple[str, ...] = ("start", "snapshot", "completed")
 MAX_URL_LENGTH = 2000  # longer URLs are refused: no receiver needs one, and the column is for humans too
-# Fail fast when the broker is down (as impasto.shared.enqueue): a webhook must never hold up a GPU.
-FAIL_FAST = {"max_retries": 1, "interval_start": 0, "interval_step": 0.1, "interval_max": 0.1}
 
 # RFC 3986's characters and nothing else: no whitespace, control characters, backslashes or
 # non-ASCII, which URL parsers disagree about (urlsplit and urllib3 split "a:1\@b" differently).
@@ -235,26 +227,3 @@ def webhook_target(job: Job) -> WebhookTarget | None:
     if not job.webhook_url:
         return None
     return WebhookTarget(job.webhook_url, parse_events_filter(job.webhook_events))
-
-
-@functools.cache
-def _sender(broker_url: str) -> Celery:
-    from impasto.shared.celery_app import make_celery
-    from impasto.shared.settings import get_settings
-
-    # One app per process and broker, made on first use (after any fork), never at import.
-    return make_celery(get_settings(broker_url=broker_url))
-
-
-def notify(settings: Settings, target: WebhookTarget | None, job_id: str, event: str, iteration: int = 0) -> None:
-    """Enqueue one delivery if the job wants this event; never raises, never waits on the receiver."""
-    from impasto.shared.task_names import WEBHOOK_QUEUE, WEBHOOK_TASK
-
-    if target is None or event not in target.events:
-        return
-    try:
-        _sender(settings.resolved_broker_url()).send_task(
-            WEBHOOK_TASK, args=[job_id, event, iteration], queue=WEBHOOK_QUEUE, retry=True, retry_policy=FAIL_FAST
-        )
-    except Exception as exc:  # a broker outage costs this event, never the job
-        log.warning("job %s: webhook %s not enqueued (%s)", job_id, event, exc)

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import io
 import logging
-import threading
 import time
 
-from impasto.shared.jobs import add_snapshot, owned_update, renew_lease
+from impasto.shared.job_records import record_progress
+from impasto.shared.jobs import add_snapshot
 from impasto.shared.models import Job
 from impasto.shared.status import JobStatus
 from impasto.shared.storage import snapshot_key
-from impasto.shared.webhooks import WebhookTarget, notify
+from impasto.shared.webhooks import WebhookTarget
 from impasto.worker.context import WorkerContext
 from impasto.worker.engine import Callbacks, Losses
+from impasto.worker.lease import Lease
 from impasto.worker.shutdown import shutdown_requested
 from PIL import Image
 from sqlalchemy import select
@@ -32,23 +33,20 @@ def png_bytes(image: Image.Image) -> bytes:
 class JobCallbacks(Callbacks):
     """Reports one job's run to SQL and storage, and tells the engine when to stop."""
 
-    webhook: WebhookTarget | None = None  # set by the runner for a job with a webhook
-
     def __init__(
         self,
         ctx: WorkerContext,
-        job_id: str,
-        owner: str,
+        lease: Lease,
         iterations: int,
         start_iteration: int,
-        lease_lost: threading.Event,
+        webhook: WebhookTarget | None = None,
     ) -> None:
         self.ctx = ctx
-        self.job_id = job_id
-        self.owner = owner
+        self.lease = lease
+        self.job_id = lease.job_id
         self.iterations = iterations
         self.start_iteration = start_iteration
-        self.lease_lost = lease_lost
+        self.webhook = webhook
         self.cancel_requested = False
         self.run_time_exceeded = False
         self.started = time.monotonic()
@@ -103,16 +101,11 @@ class JobCallbacks(Callbacks):
         iteration, losses = self.latest
         try:
             with self.ctx.sessions() as session:
-                still_owner = owned_update(
-                    session,
-                    self.job_id,
-                    self.owner,
-                    iteration=iteration,
-                    losses=losses.as_dict(),
-                    eta_seconds=self.eta_seconds(iteration),
+                still_owner = record_progress(
+                    session, self.job_id, self.lease.owner, iteration, losses.as_dict(), self.eta_seconds(iteration)
                 )
             if not still_owner:
-                self.lease_lost.set()
+                self.lease.lost.set()
             self._last_write = time.monotonic()
         except SQLAlchemyError as exc:
             log.warning("job %s: progress write failed (%s); will retry", self.job_id, exc)
@@ -136,8 +129,7 @@ class JobCallbacks(Callbacks):
                 add_snapshot(session, self.job_id, iteration, key)
         except SQLAlchemyError as exc:
             log.warning("job %s: snapshot %d not recorded (%s)", self.job_id, iteration, exc)
-        self.ctx.events.publish(self.job_id, "snapshot", {"iteration": iteration})
-        notify(self.ctx.settings, self.webhook, self.job_id, "snapshot", iteration)  # an enqueue, never a POST
+        self.ctx.watchers.snapshot_taken(self.job_id, self.webhook, iteration)  # the webhook: an enqueue, never a POST
 
     def hold_lease(self) -> bool:
         """Renew the lease before writing into the job's storage prefix; False if it is not ours.
@@ -149,17 +141,13 @@ class JobCallbacks(Callbacks):
         the database the snapshot could not be listed either, so it is skipped too.
         """
         try:
-            with self.ctx.sessions() as session:
-                held = renew_lease(session, self.job_id, self.owner, self.ctx.settings.lease_seconds)
+            return self.lease.renew()
         except SQLAlchemyError:
             return False
-        if not held:
-            self.lease_lost.set()
-        return held
 
     def should_stop(self) -> bool:
         """Stop on a lost lease, a shutdown or the run-time limit at once; look for a cancel every cancel_poll_s."""
-        if self.lease_lost.is_set() or shutdown_requested.is_set():
+        if self.lease.lost.is_set() or shutdown_requested.is_set():
             return True
         now = time.monotonic()
         if now > self.deadline:
@@ -174,8 +162,8 @@ class JobCallbacks(Callbacks):
                     ).one_or_none()
             except SQLAlchemyError:
                 return False
-            if row is None or row.lease_owner != self.owner or row.status != JobStatus.RUNNING.value:
-                self.lease_lost.set()
+            if row is None or row.lease_owner != self.lease.owner or row.status != JobStatus.RUNNING.value:
+                self.lease.lost.set()
                 return True
             self.cancel_requested = bool(row.cancel_requested)
         return self.cancel_requested

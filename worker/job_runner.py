@@ -1,4 +1,4 @@
-"""Run one claimed job: load its images, resume from its checkpoint, run the engine, record the end."""
+"""Run one job in three steps: claim it (with a lease), run the engine, record how the run ended."""
 
 from __future__ import annotations
 
@@ -6,33 +6,55 @@ import io
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import torch
-from impasto.shared.job_endings import announce_end
-from impasto.shared.jobs import (
-    as_utc,
-    claim_job,
-    end_expired_lease,
-    finish_job,
-    hand_back,
-    latest_snapshot,
-    renew_lease,
-)
+from impasto.shared.job_records import record_start
+from impasto.shared.jobs import claim_job, end_expired_lease, finish_job, hand_back, latest_snapshot
 from impasto.shared.models import Job
 from impasto.shared.status import JobStatus
 from impasto.shared.storage import output_key
-from impasto.shared.webhooks import WebhookTarget, notify, webhook_target
+from impasto.shared.webhooks import WebhookTarget, webhook_target
 from impasto.worker.context import WorkerContext
-from impasto.worker.engine import EngineError, Resume, StyleParams, stylize
+from impasto.worker.engine import EngineError, Result, Resume, StyleParams, stylize
 from impasto.worker.job_callbacks import JobCallbacks, png_bytes
-from impasto.worker.lease_heartbeat import LeaseHeartbeat
+from impasto.worker.lease import Lease
 from impasto.worker.metrics import worker_metrics
 from PIL import Image
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A run this worker holds the lease of, and what it read of the job at the claim."""
+
+    lease: Lease
+    params: dict[str, Any]
+    content_key: str
+    style_keys: list[str]
+    checkpoint: tuple[str, int] | None  # (storage key, iteration) of the newest snapshot, where the run resumes
+    webhook: WebhookTarget | None
+
+    @property
+    def job_id(self) -> str:
+        """The claimed job."""
+        return self.lease.job_id
+
+
+@dataclass(frozen=True)
+class Run:
+    """What the engine left: its result, or the failure (code, message) that ended the run."""
+
+    result: Result | None = None
+    callbacks: JobCallbacks | None = None
+    failure: tuple[str, str] | None = None
+    start_iteration: int = 0
+    seconds: float = 0.0
 
 
 def engine_params(params: dict[str, Any]) -> StyleParams:
@@ -48,123 +70,132 @@ def _image(ctx: WorkerContext, key: str) -> Image.Image:
 def run_transfer(
     ctx: WorkerContext, job_id: str, worker_name: str, owner: str, requeue: Callable[[str], object] | None = None
 ) -> str:
-    """Claim and run a job; returns what happened ('dropped', or the job's end status)."""
+    """Claim and run a job; returns what happened ('dropped', 'lease_lost', 'handed_back', or the job's end status)."""
+    claimed = claim(ctx, job_id, worker_name, owner)
+    if isinstance(claimed, str):
+        return claimed
+    with claimed.lease:  # renewed in the background while the engine runs
+        ran = run(ctx, claimed)
+    return record(ctx, claimed, ran, requeue)
+
+
+def claim(ctx: WorkerContext, job_id: str, worker_name: str, owner: str) -> Claim | str:
+    """Take the job with a lease and announce the run; or say why not ('dropped', or the end an expired lease made)."""
     with ctx.sessions() as session:
-        ended = end_expired_lease(session, job_id, ctx.settings.max_attempts)
+        ended = end_expired_lease(session, job_id, ctx.settings.max_attempts, ctx.watchers)
         if ended in (JobStatus.FAILED, JobStatus.CANCELED):  # its last worker died; this one will not run it
-            job = session.get(Job, job_id)
-            assert job is not None
             log.warning("job %s: expired lease ended it %s", job_id, ended.value)
-            announce_end(ctx.settings, ctx.events, job)
             return ended.value
         if not claim_job(session, job_id, owner, ctx.settings.lease_seconds):
             log.info("job %s: not claimable (finished, canceled or leased elsewhere); message dropped", job_id)
             return "dropped"
-        job = session.get(Job, job_id)
-        assert job is not None
-        # Webhook deliveries are only enqueued here (impasto.shared.webhooks.notify); a webhook worker POSTs them.
-        webhook = webhook_target(job)
-        session.query(Job).filter(Job.id == job_id).update({"worker": worker_name, "device": ctx.device})
-        if job.queue_seconds is None:
-            queued = (as_utc(job.started_at) - as_utc(job.created_at)).total_seconds()  # type: ignore[operator]
-            session.query(Job).filter(Job.id == job_id).update({"queue_seconds": queued})
-        session.commit()
+        record_start(session, job_id, owner, worker_name, ctx.device)
+        job = session.get_one(Job, job_id, populate_existing=True)
         snapshot = latest_snapshot(session, job_id)
-        params, content_key, style_keys = job.params, job.content_key, list(job.style_keys)
-        attempt = job.attempts
-    ctx.events.publish(job_id, "status", {"status": "running", "worker": worker_name, "attempt": attempt})
-    notify(ctx.settings, webhook, job_id, "start")
+    ctx.watchers.job_started(job, worker_name)
+    return Claim(
+        lease=Lease(ctx.sessions, job_id, owner, ctx.settings.lease_seconds),
+        params=job.params,
+        content_key=job.content_key,
+        style_keys=list(job.style_keys),
+        checkpoint=(snapshot.key, snapshot.iteration) if snapshot else None,
+        webhook=webhook_target(job),
+    )
+
+
+def run(ctx: WorkerContext, claimed: Claim) -> Run:
+    """Run the engine from the job's checkpoint (if any); every exception becomes a failure with a code."""
     started = time.monotonic()
-    with LeaseHeartbeat(ctx.sessions, job_id, owner, ctx.settings.lease_seconds) as heartbeat:
-        try:
-            style_params = engine_params(params)
-            resume = Resume(image=_image(ctx, snapshot.key), iteration=snapshot.iteration) if snapshot else None
-            if resume is not None and resume.iteration >= style_params.iterations:
-                resume = Resume(image=resume.image, iteration=style_params.iterations - 1)
-            start = resume.iteration if resume else 0
-            callbacks = JobCallbacks(ctx, job_id, owner, style_params.iterations, start, heartbeat.lost)
-            callbacks.webhook = webhook
-            result = stylize(
-                _image(ctx, content_key),
-                [_image(ctx, k) for k in style_keys],
-                style_params,
-                callbacks,
-                device=ctx.device,
-                weights=ctx.settings.weights,
-                resume=resume,
-                gram_cache=ctx.gram_cache,
-            )
-        except EngineError as exc:
-            return _fail(ctx, job_id, owner, "invalid_job", str(exc), webhook)
-        except torch.cuda.OutOfMemoryError:
-            message = "the GPU ran out of memory; lower `size` or use fewer scales"
-            return _fail(ctx, job_id, owner, "out_of_memory", message, webhook)
-        except Exception as exc:  # any other failure must end as `failed`, never vanish
-            log.exception("job %s failed", job_id)
-            return _fail(ctx, job_id, owner, "engine_error", f"{type(exc).__name__}: {exc}", webhook)
-    if heartbeat.lost.is_set():
-        return _lease_lost(job_id)
-    run_seconds = time.monotonic() - started
-    speed = (result.iterations - start) / run_seconds if run_seconds > 0 else None
+    try:
+        style_params = engine_params(claimed.params)
+        resume = None
+        if claimed.checkpoint is not None:
+            key, iteration = claimed.checkpoint
+            # A checkpoint at the last iteration still runs one, so the run ends with a result.
+            resume = Resume(image=_image(ctx, key), iteration=min(iteration, style_params.iterations - 1))
+        start = resume.iteration if resume else 0
+        callbacks = JobCallbacks(ctx, claimed.lease, style_params.iterations, start, claimed.webhook)
+        result = stylize(
+            _image(ctx, claimed.content_key),
+            [_image(ctx, k) for k in claimed.style_keys],
+            style_params,
+            callbacks,
+            device=ctx.device,
+            weights=ctx.settings.weights,
+            resume=resume,
+            gram_cache=ctx.gram_cache,
+        )
+    except EngineError as exc:
+        return Run(failure=("invalid_job", str(exc)))
+    except torch.cuda.OutOfMemoryError:
+        return Run(failure=("out_of_memory", "the GPU ran out of memory; lower `size` or use fewer scales"))
+    except Exception as exc:  # any other failure must end as `failed`, never vanish
+        log.exception("job %s failed", claimed.job_id)
+        return Run(failure=("engine_error", f"{type(exc).__name__}: {exc}"))
+    return Run(result, callbacks, start_iteration=start, seconds=time.monotonic() - started)
+
+
+def record(ctx: WorkerContext, claimed: Claim, ran: Run, requeue: Callable[[str], object] | None = None) -> str:
+    """Write how the run ended: failed, canceled, past its time limit, handed back at a shutdown, or succeeded."""
+    if ran.failure is not None:
+        code, message = ran.failure
+        return _end(ctx, claimed, JobStatus.FAILED, error_code=code, error_message=message)
+    if claimed.lease.lost.is_set():
+        return _lease_lost(claimed.job_id)
+    result, callbacks = ran.result, ran.callbacks
+    assert result is not None and callbacks is not None
+    speed = (result.iterations - ran.start_iteration) / ran.seconds if ran.seconds > 0 else None
     worker_metrics().record_speed(speed)
     metrics = {
-        "run_seconds": run_seconds,
+        "run_seconds": ran.seconds,
         "iterations_per_second": speed,
         "iteration": result.iterations,
         "losses": result.losses.as_dict() if result.losses else None,
         "eta_seconds": 0.0,
     }
     if result.stopped and callbacks.cancel_requested:
-        if not with_db_retry(ctx, lambda s: finish_job(s, job_id, owner, JobStatus.CANCELED, **metrics)):
-            return _lease_lost(job_id)
-        ctx.events.publish(job_id, "status", {"status": JobStatus.CANCELED.value})
-        notify(ctx.settings, webhook, job_id, "completed", result.iterations)
-        return JobStatus.CANCELED.value
+        return _end(ctx, claimed, JobStatus.CANCELED, **metrics)
     if result.stopped and callbacks.run_time_exceeded:
-        limit = ctx.settings.max_run_seconds
         message = (
-            f"the job ran past the run-time limit of {limit:g} s (IMPASTO_MAX_RUN_SECONDS) at iteration "
-            f"{result.iterations} of {style_params.iterations}; lower `iterations` or `size`"
+            f"the job ran past the run-time limit of {ctx.settings.max_run_seconds:g} s (IMPASTO_MAX_RUN_SECONDS) "
+            f"at iteration {result.iterations} of {callbacks.iterations}; lower `iterations` or `size`"
         )
-        return _fail(ctx, job_id, owner, "run_time_exceeded", message, webhook)
+        return _end(ctx, claimed, JobStatus.FAILED, error_code="run_time_exceeded", error_message=message)
     if result.stopped:  # shutdown: checkpoint where we are, give the job back, let another worker go on
-        if result.iterations > start:
+        if result.iterations > ran.start_iteration:
             callbacks.on_snapshot(result.iterations, result.image)
-        if not with_db_retry(ctx, lambda s: hand_back(s, job_id, owner)):
-            return _lease_lost(job_id)
-        if (canceled := _canceled_at_hand_back(ctx, job_id)) is not None:  # a cancel came with the shutdown
-            announce_end(ctx.settings, ctx.events, canceled)
-            return JobStatus.CANCELED.value
-        ctx.events.publish(job_id, "status", {"status": JobStatus.QUEUED.value, "reason": "worker_shutdown"})
-        if requeue is not None:
-            requeue(job_id)
-        log.info("job %s: handed back at iteration %d for shutdown", job_id, result.iterations)
-        return "handed_back"
+        return _hand_back(ctx, claimed, result.iterations, requeue)
     # As for a snapshot (JobCallbacks.hold_lease): the lease is renewed first, so a worker that lost
     # it never overwrites the final image of the job's new owner.
-    if not with_db_retry(ctx, lambda s: renew_lease(s, job_id, owner, ctx.settings.lease_seconds)):
-        return _lease_lost(job_id)
-    ctx.storage.put(output_key(job_id), png_bytes(result.image))
-    if not with_db_retry(
-        ctx, lambda s: finish_job(s, job_id, owner, JobStatus.SUCCEEDED, output_key=output_key(job_id), **metrics)
-    ):
-        return _lease_lost(job_id)
-    ctx.events.publish(job_id, "status", {"status": JobStatus.SUCCEEDED.value})
-    notify(ctx.settings, webhook, job_id, "completed", result.iterations)
-    return JobStatus.SUCCEEDED.value
+    if not with_db_retry(ctx, claimed.lease.renew_in):
+        return _lease_lost(claimed.job_id)
+    ctx.storage.put(output_key(claimed.job_id), png_bytes(result.image))
+    return _end(ctx, claimed, JobStatus.SUCCEEDED, output_key=output_key(claimed.job_id), **metrics)
 
 
-def _canceled_at_hand_back(ctx: WorkerContext, job_id: str) -> Job | None:
-    """The job, if the hand-back ended it canceled (a cancel requested just before the shutdown)."""
-    try:
-        with ctx.sessions() as session:
-            job = session.get(Job, job_id)
-    except OperationalError:
-        return None  # cannot tell: announced as handed back; SQL still has the truth
-    return job if job is not None and job.status == JobStatus.CANCELED.value else None
+def _end(ctx: WorkerContext, claimed: Claim, status: JobStatus, **values: Any) -> str:
+    """End the run (row, history, event, webhook: impasto.shared.jobs.end_job), or find the lease gone."""
+    owner = claimed.lease.owner
+    if not with_db_retry(ctx, lambda s: finish_job(s, claimed.job_id, owner, status, ctx.watchers, **values)):
+        return _lease_lost(claimed.job_id)
+    return status.value
 
 
-def with_db_retry(ctx: WorkerContext, write: Callable[[Session], bool]) -> bool:
+def _hand_back(ctx: WorkerContext, claimed: Claim, iteration: int, requeue: Callable[[str], object] | None) -> str:
+    """Give the job back to the queue for another worker; a cancel that came with the shutdown ends it instead."""
+    status = with_db_retry(ctx, lambda s: hand_back(s, claimed.job_id, claimed.lease.owner, ctx.watchers))
+    if status is None:
+        return _lease_lost(claimed.job_id)
+    if status is JobStatus.CANCELED:
+        return status.value
+    ctx.watchers.job_requeued(claimed.job_id, "worker_shutdown")
+    if requeue is not None:
+        requeue(claimed.job_id)
+    log.info("job %s: handed back at iteration %d for shutdown", claimed.job_id, iteration)
+    return "handed_back"
+
+
+def with_db_retry(ctx: WorkerContext, write: Callable[[Session], T]) -> T:
     """Run a write in a fresh session, retrying while the database is unreachable.
 
     A finished job's result is in storage already; losing the write to a database restart would
@@ -180,20 +211,6 @@ def with_db_retry(ctx: WorkerContext, write: Callable[[Session], bool]) -> bool:
                 raise
             log.warning("database unavailable (%s); retrying the write", exc.orig)
             time.sleep(1.0)
-
-
-def _fail(
-    ctx: WorkerContext, job_id: str, owner: str, code: str, message: str, webhook: WebhookTarget | None = None
-) -> str:
-    if not with_db_retry(
-        ctx, lambda s: finish_job(s, job_id, owner, JobStatus.FAILED, error_code=code, error_message=message)
-    ):
-        return _lease_lost(job_id)
-    ctx.events.publish(
-        job_id, "status", {"status": JobStatus.FAILED.value, "error": {"code": code, "message": message}}
-    )
-    notify(ctx.settings, webhook, job_id, "completed", -1)  # -1: one failure per job, whatever the iteration
-    return JobStatus.FAILED.value
 
 
 def _lease_lost(job_id: str) -> str:

@@ -17,7 +17,7 @@ from impasto.worker.metrics import worker_metrics
 @shared_task(name=TRANSFER_TASK, bind=True, ignore_result=True)
 def transfer(self: Task, job_id: str) -> str:
     """Claim the job and run it to an end state (or drop a duplicate delivery)."""
-    ctx = worker_context()
+    ctx = worker_context(self.app)
     worker_name = ctx.settings.worker_name or self.request.hostname or "worker"
     # The lease owner is unique per run, so a restarted worker with the same name is a new owner.
     owner = f"{worker_name}/{os.getpid()}/{uuid.uuid4().hex[:8]}"

@@ -10,7 +10,7 @@ from datetime import timedelta
 
 import redis
 from celery import Celery
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import or_, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -18,8 +18,9 @@ from impasto.background.broker_loss import BrokerSentinel
 from impasto.background.retention import purge_expired_keys
 from impasto.shared.enqueue import send_transfer
 from impasto.shared.events import EventPublisher
-from impasto.shared.job_endings import announce_end
-from impasto.shared.jobs import end_expired_lease, execute_update
+from impasto.shared.job_endings import JobWatchers
+from impasto.shared.job_records import take_for_resend
+from impasto.shared.jobs import end_expired_lease
 from impasto.shared.models import Job, utcnow
 from impasto.shared.settings import Settings
 from impasto.shared.status import JobStatus
@@ -82,6 +83,7 @@ def _reconcile_jobs(
     sessions: sessionmaker[Session], celery: Celery, settings: Settings, events: EventPublisher, report: ReconcileReport
 ) -> None:
     now = utcnow()
+    watchers = JobWatchers(events, celery)
     with sessions() as session:
         expired = (
             session.execute(select(Job.id).where(Job.status == JobStatus.RUNNING.value, Job.lease_expires_at < now))
@@ -90,13 +92,13 @@ def _reconcile_jobs(
         )
         for job_id in expired:
             # None: another reconciler, or a worker claiming the job, took it back first
-            ended = end_expired_lease(session, job_id, settings.max_attempts)
+            # (a job it ends, failed at the attempts cap or canceled, is announced by end_job)
+            ended = end_expired_lease(session, job_id, settings.max_attempts, watchers)
             if ended is JobStatus.QUEUED:
                 report.handed_back.append(job_id)
-                events.publish(job_id, "status", {"status": ended.value, "reason": "worker_lost"})
+                watchers.job_requeued(job_id, "worker_lost")
             elif ended is not None:  # failed at the attempts cap, or canceled: nobody will run it again
                 (report.failed if ended is JobStatus.FAILED else report.canceled).append(job_id)
-                announce_end(settings, events, session.get_one(Job, job_id))
         # After a broker loss every queued job's message is gone, however recently it was sent.
         cutoff = now if report.broker_lost else now - timedelta(seconds=settings.requeue_after_s)
         created_before = now if report.broker_lost else now - timedelta(seconds=settings.enqueue_grace_s)
@@ -112,18 +114,7 @@ def _reconcile_jobs(
         for job_id, queue in stale:
             if job_id in report.handed_back:  # sent below, once
                 continue
-            won = execute_update(
-                session,
-                update(Job)
-                .where(
-                    Job.id == job_id,
-                    Job.status == JobStatus.QUEUED.value,
-                    or_(Job.enqueued_at.is_(None), and_(Job.enqueued_at < cutoff)),
-                )
-                .values(enqueued_at=now),
-            )
-            session.commit()
-            if won:
+            if take_for_resend(session, job_id, cutoff, now):
                 resend.append((job_id, queue))
         for job_id in report.handed_back:
             resend.append((job_id, session.get(Job, job_id).queue))  # type: ignore[union-attr]

@@ -9,10 +9,10 @@ import logging
 from datetime import timedelta
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, delete, select, update
+from sqlalchemy import CursorResult, delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from impasto.shared.jobs import execute_update
+from impasto.shared.job_records import mark_expired
 from impasto.shared.models import IdempotencyKey, Job, utcnow
 from impasto.shared.settings import Settings
 from impasto.shared.status import FINISHED
@@ -41,11 +41,7 @@ def expire_jobs(sessions: sessionmaker[Session], storage: Storage, settings: Set
             # Files first, then the mark: a crash in between leaves the job to the next pass,
             # never a row marked expired with its files still stored.
             storage.delete_prefix(job_prefix(job_id))
-            won = execute_update(
-                session, update(Job).where(Job.id == job_id, Job.expired_at.is_(None)).values(expired_at=utcnow())
-            )
-            session.commit()
-            if won:
+            if mark_expired(session, job_id):
                 expired.append(job_id)
     if expired:
         log.info("expired the images of %d job(s)", len(expired))

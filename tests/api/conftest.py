@@ -22,7 +22,7 @@ from impasto.api import create_app
 from impasto.api.context import EXTENSION_KEY, Impasto
 from impasto.shared.api_keys import create_key
 from impasto.shared.database import upgrade_database
-from impasto.shared.jobs import add_snapshot, claim_job, finish_job
+from impasto.shared.jobs import UNWATCHED, add_snapshot, claim_job, finish_job
 from impasto.shared.models import Job
 from impasto.shared.settings import Settings
 from impasto.shared.status import JobStatus
@@ -285,7 +285,7 @@ class WorkerActions:
             impasto.storage.put(output_key(job_id), self.png)
             values.setdefault("output_key", output_key(job_id))
         with impasto.sessions() as session:
-            assert finish_job(session, job_id, WORKER_NAME, status, **values)
+            assert finish_job(session, job_id, WORKER_NAME, status, UNWATCHED, **values)
 
 
 @pytest.fixture

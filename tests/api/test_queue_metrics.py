@@ -11,7 +11,7 @@ from impasto.api.queue_metrics import folder_queue_depths, render_api_metrics
 from impasto.shared.celery_app import make_celery
 from impasto.shared.database import make_engine, make_sessionmaker, upgrade_database
 from impasto.shared.enqueue import send_transfer
-from impasto.shared.jobs import create_job, request_cancel
+from impasto.shared.jobs import UNWATCHED, create_job, request_cancel
 from impasto.shared.models import Job, utcnow
 from impasto.shared.settings import Settings, get_settings
 from impasto.shared.task_names import LARGE_QUEUE, SMALL_QUEUE, WEBHOOK_QUEUE, WEBHOOK_TASK
@@ -71,7 +71,7 @@ def test_queue_depth_and_jobs_by_status(settings: Settings, sessions: sessionmak
     with sessions() as session:
         job = session.get(Job, ids[0])
         assert job is not None
-        request_cancel(session, job)
+        request_cancel(session, job, UNWATCHED)
         session.execute(update(Job).where(Job.id == ids[1]).values(created_at=utcnow() - timedelta(minutes=5)))
         session.commit()
     values = scrape(settings, sessions)

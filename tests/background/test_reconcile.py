@@ -17,7 +17,7 @@ from impasto.shared.celery_app import make_celery
 from impasto.shared.database import make_engine, make_sessionmaker, upgrade_database
 from impasto.shared.enqueue import enqueue_job
 from impasto.shared.events import make_publisher, stream_key
-from impasto.shared.jobs import claim_job, create_job, hand_back
+from impasto.shared.jobs import UNWATCHED, claim_job, create_job, hand_back
 from impasto.shared.models import IdempotencyKey, Job, utcnow
 from impasto.shared.settings import Settings, get_settings
 from impasto.shared.task_names import TRANSFER_QUEUE, WEBHOOK_QUEUE
@@ -151,7 +151,7 @@ def test_runs_handed_back_at_shutdown_do_not_count_toward_the_cap(  # type: igno
     with sessions() as session:
         for run in range(2):
             assert claim_job(session, job_id, f"deployed/{run}", 30)
-            assert hand_back(session, job_id, f"deployed/{run}")
+            assert hand_back(session, job_id, f"deployed/{run}", UNWATCHED)
         assert claim_job(session, job_id, "crashed/1", 30)
         session.execute(update(Job).where(Job.id == job_id).values(lease_expires_at=utcnow() - timedelta(seconds=1)))
         session.commit()

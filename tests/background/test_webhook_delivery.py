@@ -17,15 +17,15 @@ from typing import Any
 import pytest
 import redis
 from celery.contrib.testing.worker import start_worker
-from impasto.shared import webhooks
+from impasto.shared import webhook_http, webhooks
 from impasto.shared.celery_app import make_celery
 from impasto.shared.database import make_engine, make_sessionmaker, upgrade_database
+from impasto.shared.enqueue import send_webhook
 from impasto.shared.jobs import create_job
 from impasto.shared.settings import Settings
 from impasto.shared.task_names import WEBHOOK_QUEUE
-from impasto.shared.webhooks import WebhookTarget, notify
+from impasto.shared.webhooks import WebhookTarget
 
-from impasto.background import webhook_http
 from impasto.background.webhook_delivery import backoff_s, deliver_webhook, delivery_context
 from tests.conftest import REDIS_BASE
 from tests.shared.webhook_receiver import DrippingReceiver, Receiver, self_signed_certificate, server_tls
@@ -63,14 +63,10 @@ def delivery_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[py
     client = redis.Redis.from_url(REDIS_URL)
     client.flushdb()
     delivery_context.cache_clear()
-    webhooks._sender.cache_clear()
     yield monkeypatch
     if delivery_context.cache_info().currsize:
         delivery_context().sessions.kw["bind"].dispose()
     delivery_context.cache_clear()
-    for app in [webhooks._sender(REDIS_URL)] if webhooks._sender.cache_info().currsize else []:
-        app.close()
-    webhooks._sender.cache_clear()
     client.flushdb()
     client.close()
 
@@ -81,8 +77,10 @@ def make_job(webhook_url: str, events: list[str] | None = None, iterations: int 
     try:
         with make_sessionmaker(engine)() as session:
             params = {"iterations": iterations}
-            job = create_job(session, params=params, content_key="c", style_keys=["s"], queue="transfer")
-            job.webhook_url, job.webhook_events = webhook_url, events or list(webhooks.WEBHOOK_EVENTS)
+            job = create_job(
+                session, params=params, content_key="c", style_keys=["s"], queue="transfer",
+                webhook_url=webhook_url, webhook_events=events or list(webhooks.WEBHOOK_EVENTS),
+            )  # fmt: skip
             session.commit()
             return job.id
     finally:
@@ -121,10 +119,10 @@ def test_delivery_verifies_with_the_reference_library_and_is_retried(delivery_en
         with start_worker(
             app, pool="threads", concurrency=2, queues=[WEBHOOK_QUEUE], perform_ping_check=False, shutdown_timeout=30
         ):
-            notify(settings, target, job_id, "start")
+            send_webhook(app, target, job_id, "start")
             first, retry = receiver.wait_for(2)
-            notify(settings, target, job_id, "snapshot", 5)  # filtered out: never enqueued
-            notify(settings, target, job_id, "completed", 10)
+            send_webhook(app, target, job_id, "snapshot", 5)  # filtered out: never enqueued
+            send_webhook(app, target, job_id, "completed", 10)
             completed = receiver.wait_for(3)[2]
     app.close()
     assert first.headers["webhook-id"] == retry.headers["webhook-id"] == f"{job_id}:start:0"
@@ -243,11 +241,11 @@ def test_dripping_receivers_are_cut_at_the_deadline(delivery_env: pytest.MonkeyP
             app, pool="threads", concurrency=2, queues=[WEBHOOK_QUEUE], perform_ping_check=False, shutdown_timeout=30
         ):
             for job_id in slow_jobs:
-                notify(settings, WebhookTarget(slow.url, frozenset({"start"})), job_id, "start")
+                send_webhook(app, WebhookTarget(slow.url, frozenset({"start"})), job_id, "start")
             while len(slow.held) < 2:  # both threads are held before the other tenant's event is sent
                 time.sleep(0.05)
             sent = time.monotonic()
-            notify(settings, WebhookTarget(other.url, frozenset({"start"})), other_job, "start")
+            send_webhook(app, WebhookTarget(other.url, frozenset({"start"})), other_job, "start")
             other.wait_for(1, timeout=30)  # the drips go on for 90 s (50 s until http.client's 100-header limit)
             waited = time.monotonic() - sent
             while any(held.closed is None for held in slow.held) and time.monotonic() - sent < 30:

@@ -23,7 +23,7 @@ from impasto.shared.celery_app import make_celery
 from impasto.shared.database import make_engine, make_sessionmaker
 from impasto.shared.enqueue import enqueue_job
 from impasto.shared.job_params import JobParams
-from impasto.shared.jobs import create_job, request_cancel
+from impasto.shared.jobs import UNWATCHED, create_job, request_cancel
 from impasto.shared.models import Job
 from impasto.shared.settings import Settings, get_settings
 from impasto.shared.size_classes import queue_for
@@ -284,7 +284,7 @@ def cancel_job(settings: Settings, job_id: str) -> None:
     engine = make_engine(settings)
     try:
         with make_sessionmaker(engine)() as session:
-            request_cancel(session, session.get_one(Job, job_id))
+            request_cancel(session, session.get_one(Job, job_id), UNWATCHED)
             session.commit()
     finally:
         engine.dispose()

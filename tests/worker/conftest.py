@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from impasto.shared.celery_app import make_celery
 from impasto.shared.database import upgrade_database
 from impasto.shared.job_params import JobParams
 from impasto.shared.jobs import create_job
@@ -29,7 +30,7 @@ def ctx(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[WorkerContex
         progress_interval_s=0.0, cancel_poll_s=0.0, device="cpu", lease_seconds=30,
     )  # fmt: skip
     upgrade_database(settings)
-    context = build_context(settings)
+    context = build_context(settings, make_celery(settings))
     yield context
     context.sessions.kw["bind"].dispose()
     if name:

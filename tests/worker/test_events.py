@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import redis
+from impasto.shared.celery_app import make_celery
 from impasto.shared.database import upgrade_database
 from impasto.shared.events import FINISHED_STREAM_TTL_S, stream_key
 from impasto.shared.settings import get_settings
@@ -22,7 +23,7 @@ def test_a_run_publishes_status_progress_and_snapshots(tmp_path: Path, samples: 
         event_interval_s=0.0,
     )  # fmt: skip
     upgrade_database(settings)
-    ctx = build_context(settings)
+    ctx = build_context(settings, make_celery(settings))
     job_id = make_job(ctx, samples, iterations=8, snapshot_every=4)
     assert run_transfer(ctx, job_id, "w1", "w1/a") == "succeeded"
     client = redis.Redis.from_url(redis_url)
@@ -34,7 +35,7 @@ def test_a_run_publishes_status_progress_and_snapshots(tmp_path: Path, samples: 
     ids = [entry_id for entry_id, _ in entries]
     assert ids == sorted(ids)
     assert events[0] == ("status", {"status": "running", "worker": "w1", "attempt": 1})
-    assert events[-1] == ("status", {"status": "succeeded"})
+    assert events[-1] == ("status", {"status": "succeeded", "error": None})
     progress = [data["iteration"] for name, data in events if name == "progress"]
     assert progress == list(range(1, 9))
     assert [data["iteration"] for name, data in events if name == "snapshot"] == [4, 8]

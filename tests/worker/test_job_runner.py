@@ -7,7 +7,7 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
-from impasto.shared.jobs import add_snapshot, claim_job, end_expired_lease
+from impasto.shared.jobs import UNWATCHED, add_snapshot, claim_job, end_expired_lease
 from impasto.shared.models import Job, utcnow
 from impasto.shared.status import JobStatus
 from impasto.shared.storage import output_key, snapshot_key
@@ -16,6 +16,7 @@ from impasto.worker.context import WorkerContext
 from impasto.worker.engine import stylize
 from impasto.worker.job_callbacks import JobCallbacks, png_bytes
 from impasto.worker.job_runner import run_transfer
+from impasto.worker.lease import Lease
 from PIL import Image
 from sqlalchemy import update
 
@@ -68,7 +69,7 @@ def test_a_live_lease_cannot_be_claimed(ctx: WorkerContext, samples: Path) -> No
     expire_lease(ctx, job_id)
     with ctx.sessions() as session:
         assert not claim_job(session, job_id, "w2/b", 30), "an expired lease is ended before a claim"
-        assert end_expired_lease(session, job_id, ctx.settings.max_attempts) is JobStatus.QUEUED
+        assert end_expired_lease(session, job_id, ctx.settings.max_attempts, UNWATCHED) is JobStatus.QUEUED
         assert claim_job(session, job_id, "w2/b", 30)
     job = load(ctx, job_id)
     assert job.attempts == 2
@@ -98,7 +99,7 @@ def test_attempts_cap_fails_with_worker_lost(ctx: WorkerContext, samples: Path) 
     job_id = make_job(ctx, samples)
     for attempt in range(ctx.settings.max_attempts):
         with ctx.sessions() as session:
-            end_expired_lease(session, job_id, ctx.settings.max_attempts)
+            end_expired_lease(session, job_id, ctx.settings.max_attempts, UNWATCHED)
             assert claim_job(session, job_id, f"dead/{attempt}", 30)
         expire_lease(ctx, job_id)
     assert run_transfer(ctx, job_id, "w9", "w9/z") == "failed"
@@ -187,15 +188,15 @@ def test_a_worker_that_lost_its_lease_writes_no_snapshot(ctx: WorkerContext, sam
     job_id = make_job(ctx, samples, iterations=10, snapshot_every=5)
     with ctx.sessions() as session:
         assert claim_job(session, job_id, "w1/a", 30)
-    lease_lost = threading.Event()
-    callbacks = JobCallbacks(ctx, job_id, "w1/a", iterations=10, start_iteration=0, lease_lost=lease_lost)
+    lease = Lease(ctx.sessions, job_id, "w1/a", 30)
+    callbacks = JobCallbacks(ctx, lease, iterations=10, start_iteration=0)
     callbacks.on_snapshot(5, Image.new("RGB", (8, 8)))
     assert ctx.storage.exists(snapshot_key(job_id, 5)), "the owner writes its snapshot"
     steal_lease(ctx, job_id)
     callbacks.on_snapshot(10, Image.new("RGB", (8, 8)))
     assert not ctx.storage.exists(snapshot_key(job_id, 10))
     assert [s.iteration for s in load(ctx, job_id).snapshots] == [5]
-    assert lease_lost.is_set() and callbacks.should_stop()
+    assert lease.lost.is_set() and callbacks.should_stop()
 
 
 def test_a_cancel_that_comes_with_a_shutdown_ends_the_job_canceled(  # type: ignore[no-untyped-def]
