@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import redis
 from celery.contrib.testing.worker import start_worker
-from impasto.shared import webhook_http, webhooks
+from impasto.shared import webhooks
 from impasto.shared.celery_app import make_celery
 from impasto.shared.database import make_engine, make_sessionmaker, upgrade_database
 from impasto.shared.enqueue import send_webhook
@@ -26,6 +26,7 @@ from impasto.shared.settings import Settings
 from impasto.shared.task_names import WEBHOOK_QUEUE
 from impasto.shared.webhooks import WebhookTarget
 
+from impasto.background import webhook_http
 from impasto.background.webhook_delivery import backoff_s, deliver_webhook, delivery_context
 from tests.conftest import REDIS_BASE
 from tests.shared.webhook_receiver import DrippingReceiver, Receiver, self_signed_certificate, server_tls
