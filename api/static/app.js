@@ -11,7 +11,6 @@ const JOB_ROUTE = /^#\/jobs\/([0-9a-fA-F-]{1,64})$/;
 const NO_KEY_HELP = "Paste an API key to start. No key yet? On the server run `impasto keys create --name you` " +
   "(it prints the key once; see the README), or, under `impasto up`, open the login link it printed.";
 
-const localInputs = new Map();  // job id -> [part, File] this tab submitted: its inputs' thumbnails
 const jobs = new JobsList($("jobs"), (error) => showError(error));
 const view = new JobView((id, status) => jobs.setStatus(id, status));
 
@@ -39,7 +38,6 @@ function showKeyState() {
 function clearPage() {
   view.close();
   jobs.clear();
-  localInputs.clear();
 }
 
 /** Check a key with the API before using it: a refused one clears the page and says why. */
@@ -77,7 +75,7 @@ function route() {
   }
   const id = match[1].toLowerCase();
   jobs.markCurrent(id);
-  view.open(id, localInputs.get(id) || null);
+  view.open(id);
   view.focus();
 }
 
@@ -97,17 +95,12 @@ async function buildForm() {
   try {
     const spec = await openApiSpec();
     new JobForm(spec, $("submit-form"), (job) => {
-      localInputs.set(job.id, submittedFiles());
       jobs.load();
       if (location.hash === `#/jobs/${job.id}`) route(); else location.hash = `#/jobs/${job.id}`;
     });
   } catch (error) {
     $("form-fields").textContent = `The form could not be built: /openapi.json failed (${error.message}).`;
   }
-}
-
-function submittedFiles() {
-  return [...$("submit-form").querySelectorAll("input[type=file]")].flatMap((input) => [...input.files].map((file) => [input.name, file]));
 }
 
 window.addEventListener("hashchange", route);

@@ -44,22 +44,14 @@ function paramValue(value) {
   return Array.isArray(value) ? value.join(", ") : typeof value === "object" ? JSON.stringify(value) : String(value);
 }
 
-/** Thumbnail figures of the job's inputs: from the API when it lists them, else the files this tab sent. */
-async function inputFigures(job, localFiles, owned) {
+/** Thumbnail figures of the job's input images (every part the API lists: content, styles, any other). */
+async function inputFigures(job, owned) {
   const entries = [];  // [caption, url]
-  if (job.inputs) {
-    for (const [part, value] of Object.entries(job.inputs)) {
-      const urls = Array.isArray(value) ? value : value ? [value] : [];
-      for (const [index, url] of urls.entries()) {
-        try { entries.push([urls.length > 1 ? `${part} ${index + 1}` : part, await blobUrl(url, owned)]); }
-        catch (_) { /* expired or gone: left out */ }
-      }
-    }
-  } else if (localFiles) {
-    for (const [part, file] of localFiles) {
-      const url = URL.createObjectURL(file);
-      owned.push(url);
-      entries.push([`${part}: ${file.name}`, url]);
+  for (const [part, value] of Object.entries(job.inputs || {})) {
+    const urls = Array.isArray(value) ? value : value ? [value] : [];
+    for (const [index, url] of urls.entries()) {
+      try { entries.push([urls.length > 1 ? `${part} ${index + 1}` : part, await blobUrl(url, owned)]); }
+      catch (_) { /* expired or gone: left out */ }
     }
   }
   return entries.map(([caption, url]) => element("figure", {},
@@ -67,8 +59,8 @@ async function inputFigures(job, localFiles, owned) {
 }
 
 /** Fill `root` with the job's inputs, parameters and timing. */
-export async function showDetails(root, job, localFiles, owned) {
-  const figures = await inputFigures(job, localFiles, owned);
+export async function showDetails(root, job, owned) {
+  const figures = await inputFigures(job, owned);
   const inputs = figures.length ? element("div", { class: "inputs" }, ...figures)
     : element("p", { class: "muted" }, "The input images are not available here.");
   const params = Object.entries(job.params).map(([name, value]) => [name, paramValue(value)]);

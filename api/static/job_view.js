@@ -18,11 +18,11 @@ export class JobView {
     $("download").addEventListener("click", () => this.download());
   }
 
-  /** Show job `id`; `localFiles` are the [part, File] this tab submitted, shown as its inputs. */
-  async open(id, localFiles = null) {
+  /** Show job `id`: its JSON at once, then its events (from the first one retained: the whole loss curve). */
+  async open(id) {
     if (this.current && this.current.id === id) return;
     this.close();
-    const mine = { id, abort: new AbortController(), owned: [], snapshots: new Map(), status: null, iteration: -1, job: null, localFiles };
+    const mine = { id, abort: new AbortController(), owned: [], snapshots: new Map(), status: null, iteration: -1, job: null };
     this.current = mine;
     $("job").hidden = false;
     $("job-title").textContent = `Job ${id}`;
@@ -92,7 +92,7 @@ export class JobView {
     const status = job.cancel_requested && !FINISHED.has(job.status) ? "canceling" : job.status;
     this.setStatus(status, job.error);
     this.showProgress(job.progress, job);
-    if (first) await showDetails($("job-details"), job, mine.localFiles, mine.owned);
+    if (first) await showDetails($("job-details"), job, mine.owned);
     else refreshTiming($("job-details"), job);
     for (const snap of job.outputs.intermediates) await this.addSnapshot(snap.iteration, snap.url);
     if (mine !== this.current) return;
@@ -115,7 +115,7 @@ export class JobView {
     if (error) this.showError(`${error.code}: ${error.message}`);
     if (changed) {
       // The live region reads changes aloud; the badge itself is not live, so nothing is said twice.
-      $("announce").textContent = `Job ${mine.id.slice(0, 8)} is ${status}.`;
+      $("announce").textContent = `Job ${mine.id.slice(0, 8)}: ${status}.`;
       this.onStatus(mine.id, status);
     }
   }
