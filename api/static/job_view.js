@@ -134,10 +134,10 @@ export class JobView {
 
   showProgress(progress, job = this.current.job) {
     const mine = this.current;
-    if (progress.iteration < mine.iteration) return;  // a replayed, older value
-    mine.iteration = progress.iteration;
     const loss = progress.loss && progress.loss.total;
-    this.chart.add(progress.iteration, loss);
+    this.chart.add(progress.iteration, loss);  // a replayed, older value belongs on the curve too
+    if (progress.iteration < mine.iteration) return;  // but not on the bar
+    mine.iteration = progress.iteration;
     const percent = progress.percent ?? (100 * progress.iteration / progress.iterations);
     const lossText = loss != null ? ` · loss ${loss.toPrecision(4)}` : "";
     const run = job && FINISHED.has(job.status) ? runSeconds(job) : null;
