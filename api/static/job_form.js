@@ -196,7 +196,7 @@ export class JobForm {
     const unplaced = [];
     let first = null;
     for (const detail of details) {
-      const field = this.fields.get(String(detail.field).split(".")[0]);
+      const field = this.fields.get(String(detail.field).split(".")[0]) || this.namedIn(detail);
       if (!field) { unplaced.push(detail.field && detail.field !== "params" ? `${detail.field}: ${detail.message}` : detail.message); continue; }
       field.showError(detail.message);
       first = first || field;
@@ -205,6 +205,12 @@ export class JobForm {
     else if (unplaced.length) this.showGeneral(unplaced.join("; "));
     else this.showGeneral(error.message);
     (first?.control || this.form.querySelector("#submit-button")).focus();
+  }
+
+  /** A whole-object error ("params") that starts with a field's name ("style_layer_weights needs ...") is that field's. */
+  namedIn(detail) {
+    const first = /^[a-z_]+/.exec(detail.message || "");
+    return first && ["params", "body", ""].includes(String(detail.field || "")) ? this.fields.get(first[0]) : undefined;
   }
 
   copy(kind) {
