@@ -17,6 +17,21 @@ function submissionSchema(spec) {
   return resolve(spec, body.schema);
 }
 
+// Pydantic's wording of the common bounds, said plainly.
+const PLAIN = [
+  [/^Input should be greater than or equal to (.+)$/, "must be at least $1"],
+  [/^Input should be less than or equal to (.+)$/, "must be at most $1"],
+  [/^Input should be greater than (.+)$/, "must be more than $1"],
+  [/^Input should be less than (.+)$/, "must be less than $1"],
+  [/^Input should be a valid integer.*$/, "must be a whole number"],
+  [/^Input should be a valid number.*$/, "must be a number"],
+];
+
+function plainMessage(message) {
+  const rule = PLAIN.find(([pattern]) => pattern.test(message));
+  return rule ? message.replace(rule[0], rule[1]) : message;
+}
+
 /** The blend weights: a number input per chosen style image, all named style_blend_weights. */
 function blendField(spec, schema) {
   const resolved = resolve(spec, schema);
@@ -127,9 +142,10 @@ export class JobForm {
     container.replaceChildren(...common.map((field) => field.node), details);
   }
 
-  /** The request the form describes: {files, texts, params}; marks unreadable fields and throws. */
-  request() {
-    this.clearErrors();
+  /** The request the form describes: {files, texts, params}; marks unreadable fields and throws. Before a
+   * submit the marks start afresh; a copy keeps the API's marks of the last submit. */
+  request(fresh = true) {
+    if (fresh) this.clearErrors();
     const request = { files: [], texts: [], params: null };
     const invalid = [];
     for (const part of this.parts) {
@@ -198,7 +214,7 @@ export class JobForm {
     for (const detail of details) {
       const field = this.fields.get(String(detail.field).split(".")[0]) || this.namedIn(detail);
       if (!field) { unplaced.push(detail.field && detail.field !== "params" ? `${detail.field}: ${detail.message}` : detail.message); continue; }
-      field.showError(detail.message);
+      field.showError(plainMessage(detail.message));
       first = first || field;
     }
     if (first && !unplaced.length) this.showGeneral("Please correct the marked fields.");
@@ -215,7 +231,7 @@ export class JobForm {
 
   copy(kind) {
     let request;
-    try { request = this.request(); } catch (_) { return; }
+    try { request = this.request(false); } catch (_) { return; }
     const text = kind === "curl" ? curlCommand(location.origin, request) : pythonCode(location.origin, request);
     const output = this.form.querySelector("#snippet");
     output.value = text;
