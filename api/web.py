@@ -38,19 +38,27 @@ def index() -> Response:
     return page_file("index.html")
 
 
-@bp.get("/web/<name>")
+@bp.get("/web/<module>.js")
 @public
 @documented(responses={200: "text/javascript", 404: ErrorBody})
-def page_asset(name: str) -> Response:
-    """One of the page's scripts (ES modules) or its style sheet."""
-    if name not in page_assets():
-        raise ApiError(404, "not_found", "no such file of the page")
-    return page_file(name)
+def script(module: str) -> Response:
+    """One of the page's scripts (ES modules: app.js imports the others)."""
+    if f"{module}.js" not in page_modules():
+        raise ApiError(404, "not_found", "no such script of the page")
+    return page_file(f"{module}.js")
 
 
-def page_assets() -> frozenset[str]:
-    """The files under static/ that the page loads (index.html is served at / only)."""
-    return frozenset(path.name for path in STATIC.iterdir() if path.suffix in (".js", ".css"))
+@bp.get("/web/app.css")
+@public
+@documented(responses={200: "text/css"})
+def style_sheet() -> Response:
+    """The page's style sheet."""
+    return page_file("app.css")
+
+
+def page_modules() -> frozenset[str]:
+    """The scripts under static/."""
+    return frozenset(path.name for path in STATIC.glob("*.js"))
 
 
 def page_file(name: str) -> Response:
