@@ -199,20 +199,42 @@ def test_a_job_opens_from_its_address(stack: Stack, samples: Path, pages: Any) -
     expect(page.locator("#job-status")).to_have_text("succeeded")
 
 
-def test_a_canceled_jobs_last_snapshot_downloads(stack: Stack, samples: Path, pages: Any) -> None:
-    """Cancel a running job: its newest snapshot is the picture, and Download saves that PNG."""
+def test_the_list_follows_a_job_and_a_canceled_job_downloads(stack: Stack, samples: Path, pages: Any) -> None:
+    """A job canceled elsewhere (here: the API) turns `canceled` in the list without a reload, while no job is
+    open; opened, its newest snapshot is the picture and Download saves that PNG."""
     from playwright.sync_api import expect
 
     page = pages(PHONE)
     log_in(page, stack.url, stack.key)
-    submit(page, samples, size=32, iterations=100, snapshot_every=1)
+    job_id = submit(page, samples, size=32, iterations=100, snapshot_every=1)
     expect(page.locator("#strip button.snapshot")).not_to_have_count(0)
-    page.click("#cancel")
-    expect(page.locator("#job-status")).to_have_text("canceled")
+    page.evaluate("location.hash = ''")  # back to the list; the job view closes
+    expect(page.locator("#job")).to_be_hidden()
+    headers = {"Authorization": f"Bearer {stack.key}"}
+    assert requests.post(f"{stack.url}/v1/jobs/{job_id}/cancel", headers=headers, timeout=10).status_code == 200
+    row = page.locator(f'#jobs a[href="#/jobs/{job_id}"]')
+    expect(row.locator(".status")).to_have_text("canceled")
+
+    row.click()
     download_button = page.locator("#download")
     expect(download_button).to_have_text(re.compile(r"^Download snapshot \d+$"))
     with page.expect_download() as info:
         download_button.click()
-    path = info.value.path()
-    assert Path(path).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert Path(info.value.path()).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     check_state(page, "canceled")
+
+
+def test_the_accessibility_check_finds_what_it_looks_for(stack: Stack, pages: Any) -> None:
+    """The tree check is not vacuous: an unnamed button, an image without alt and a valueless progress bar
+    put on the page are each reported."""
+    page = pages(PHONE)
+    page.goto(stack.url + "/")
+    assert accessibility_problems(page) == []
+    page.evaluate(
+        """() => document.body.insertAdjacentHTML("beforeend",
+             '<button id="bad-button"></button><img id="bad-img" src="/web/nothing.png">'
+             + '<div role="progressbar" id="bad-bar"></div>')"""
+    )
+    problems = " | ".join(accessibility_problems(page))
+    assert "button" in problems and "no accessible name" in problems
+    assert "no text alternative" in problems and "progressbar" in problems
