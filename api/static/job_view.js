@@ -60,9 +60,11 @@ export class JobView {
     $("job").hidden = true;
   }
 
-  /** Move the reader to the job view: scrolled into sight (on a phone it sits under the form) and focused. */
+  /** Move the reader to the job view: focused, and scrolled into sight unless its top is in the upper half
+   * of the screen already (on a phone it sits under the form; on a desktop beside it). */
   focus() {
-    $("job").scrollIntoView({ block: "start" });
+    const top = $("job").getBoundingClientRect().top;
+    if (top < 0 || top > window.innerHeight / 2) $("job").scrollIntoView({ block: "start" });
     $("job").focus({ preventScroll: true });
   }
 
