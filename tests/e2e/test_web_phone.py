@@ -206,7 +206,8 @@ def test_the_list_follows_a_job_and_a_canceled_job_downloads(stack: Stack, sampl
 
     page = pages(PHONE)
     log_in(page, stack.url, stack.key)
-    job_id = submit(page, samples, size=32, iterations=100, snapshot_every=1)
+    # Long enough not to end before the cancel on a fast machine; a snapshot soon, well inside MAX_RUN_SECONDS.
+    job_id = submit(page, samples, size=32, iterations=300, snapshot_every=3)
     expect(page.locator("#strip button.snapshot")).not_to_have_count(0)
     page.evaluate("location.hash = ''")  # back to the list; the job view closes
     expect(page.locator("#job")).to_be_hidden()
