@@ -14,13 +14,13 @@ import re
 import time
 import weakref
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Literal
 
 import redis
 from flask import Blueprint, Response, request, stream_with_context
 from impasto.api.auth import current_key_id
 from impasto.api.context import Impasto, close_db_session, current_impasto
-from impasto.api.errors import ApiError
+from impasto.api.errors import ApiError, validation_details
 from impasto.api.held_requests import Refusal
 from impasto.api.job_json import external_url, job_json
 from impasto.api.jobs import find_job
@@ -30,6 +30,7 @@ from impasto.shared.api_keys import key_is_active
 from impasto.shared.events import redis_url_for_events, stream_key
 from impasto.shared.models import Job
 from impasto.shared.status import JobStatus
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy.orm import selectinload
 
 bp = Blueprint("events", __name__, url_prefix="/v1/jobs")
@@ -44,10 +45,35 @@ STREAMS_FULL_RETRY_AFTER_S = 5
 XREAD_BLOCK_MS = 1000  # how long one XREAD waits; bounds how late a heartbeat or SQL check is
 
 
+class EventsQuery(BaseModel):
+    """Query parameters of GET /v1/jobs/{id}/events."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+
+    from_: Literal["start"] | None = Field(
+        None,
+        alias="from",
+        description="start: after the opening status, replay the job's retained events from its first (with a "
+        "Redis broker, kept an hour after the job ends), so a late watcher can draw the whole loss curve; "
+        "a Last-Event-ID header takes precedence",
+    )
+
+
 @bp.get("/<job_id>/events")
-@documented(responses={200: "text/event-stream", 400: ErrorBody, 404: ErrorBody, 429: ErrorBody, 503: ErrorBody})
+@documented(
+    responses={
+        200: "text/event-stream", 400: ErrorBody, 404: ErrorBody, 422: ErrorBody, 429: ErrorBody, 503: ErrorBody
+    },
+    query=EventsQuery,
+)  # fmt: skip
 def job_events(job_id: str) -> Response:
     """The job's events as text/event-stream: status, progress, snapshot, then completed."""
+    try:
+        query = EventsQuery.model_validate(request.args.to_dict())
+    except ValidationError as exc:
+        details = validation_details(exc, root="query")
+        message = "invalid query: " + "; ".join(f"{d['field']}: {d['message']}" for d in details)
+        raise ApiError(422, "invalid_query", message, details) from exc
     job_id = find_job(job_id).id  # 404 for another key's job, before anything is streamed
     # The stream reads SQL in short sessions of its own: a request session held for minutes
     # would pin a pooled connection per watcher.
@@ -75,7 +101,8 @@ def job_events(job_id: str) -> Response:
         )
     key_watch = KeyWatch(impasto, key_id)
     if redis_url is not None:
-        events = redis_events(impasto, redis_url, job_id, last_event_id, key_watch)
+        from_start = query.from_ == "start" and not last_event_id
+        events = redis_events(impasto, redis_url, job_id, last_event_id, key_watch, from_start)
     else:
         events = polled_events(impasto, job_id, last_event_id, key_watch)
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}  # no proxy buffering (nginx)
@@ -154,8 +181,11 @@ def snapshot_url(job_id: str, iteration: int) -> str:
     return external_url("job_files.get_intermediate", job_id=job_id, iteration=iteration)
 
 
-def redis_events(impasto: Impasto, url: str, job_id: str, last_event_id: str, key_watch: KeyWatch) -> Iterator[str]:
-    """Relay the job's Redis stream from after `last_event_id`, or from now after the SQL state."""
+def redis_events(
+    impasto: Impasto, url: str, job_id: str, last_event_id: str, key_watch: KeyWatch, from_start: bool = False
+) -> Iterator[str]:
+    """Relay the job's Redis stream from after `last_event_id`, or from now after the SQL state (from its first
+    entry after the SQL state, with `from_start`)."""
     settings = impasto.settings
     # Its own connection: a blocking XREAD holds one for its whole wait.
     client = redis.Redis.from_url(url, socket_timeout=XREAD_BLOCK_MS / 1000 + 5, decode_responses=True)
@@ -163,6 +193,8 @@ def redis_events(impasto: Impasto, url: str, job_id: str, last_event_id: str, ke
         key = stream_key(job_id)
         if last_event_id:
             cursor = last_event_id
+        elif from_start:
+            cursor = "0-0"  # the id before any entry: everything retained comes after the status
         else:
             # The newest entry *before* reading SQL: anything later is relayed, so there is no gap
             # (an event already in the SQL state may come again, which is harmless).

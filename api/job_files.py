@@ -1,4 +1,4 @@
-"""A job's images: the final output and the intermediate snapshots, as PNG."""
+"""A job's images: the final output and the intermediate snapshots, as PNG, and its input images as uploaded."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import IO
 from flask import Blueprint, Response
 from impasto.api.context import current_impasto, db_session
 from impasto.api.errors import ApiError, not_found
+from impasto.api.images import EXTENSIONS, MEDIA_TYPES
 from impasto.api.jobs import find_job
 from impasto.api.openapi import documented
 from impasto.api.schemas import ErrorBody
@@ -20,10 +21,12 @@ logger = logging.getLogger(__name__)
 bp = Blueprint("job_files", __name__, url_prefix="/v1/jobs")
 
 CHUNK_BYTES = 256 * 1024  # per read from storage: few calls per image, little memory per download
+# The media type of an upload, from the extension it is stored under (the format Pillow detected).
+UPLOAD_MEDIA_TYPES = {extension: MEDIA_TYPES[image_format] for image_format, extension in EXTENSIONS.items()}
 
 
-def png_response(key: str, filename: str) -> Response:
-    """The PNG stored under `key`, streamed from storage in chunks; 404 if storage has lost it.
+def png_response(key: str, filename: str, mimetype: str = "image/png") -> Response:
+    """The image stored under `key` (a PNG unless told), streamed from storage in chunks; 404 if storage lost it.
 
     A 2048 px output is several MB: read whole, every concurrent download would hold its own
     copy in the API's memory.
@@ -33,7 +36,7 @@ def png_response(key: str, filename: str) -> Response:
     except KeyError:
         logger.warning("storage key %s is recorded but missing", key)
         raise not_found("image") from None
-    response = Response(read_chunks(stream), mimetype="image/png")
+    response = Response(read_chunks(stream), mimetype=mimetype)
     response.call_on_close(stream.close)  # also when the body is never read (a client gone at once)
     response.content_length = size
     response.headers["Content-Disposition"] = f'inline; filename="{filename}"'
@@ -77,3 +80,29 @@ def get_intermediate(job_id: str, iteration: int) -> Response:
     if snapshot is None:
         raise not_found(f"snapshot at iteration {iteration}")
     return png_response(snapshot.key, f"{job.id}-{iteration:06d}.png")
+
+
+@bp.get("/<job_id>/inputs/content")
+@documented(responses={200: "image/*", 404: ErrorBody, 410: ErrorBody})
+def get_content_input(job_id: str) -> Response:
+    """The job's content image, as it was uploaded (JPEG, PNG or WebP)."""
+    job = find_job(job_id)
+    check_not_expired(job)
+    return upload_response(job.content_key, f"{job.id}-content")
+
+
+@bp.get("/<job_id>/inputs/style/<int:index>")
+@documented(responses={200: "image/*", 404: ErrorBody, 410: ErrorBody})
+def get_style_input(job_id: str, index: int) -> Response:
+    """One of the job's style images (0 is the first), as it was uploaded."""
+    job = find_job(job_id)
+    check_not_expired(job)
+    if index >= len(job.style_keys):
+        raise not_found(f"style image {index}")
+    return upload_response(job.style_keys[index], f"{job.id}-style-{index}")
+
+
+def upload_response(key: str, stem: str) -> Response:
+    """An uploaded image with the media type of its stored format."""
+    extension = key.rsplit(".", 1)[-1]
+    return png_response(key, f"{stem}.{extension}", UPLOAD_MEDIA_TYPES.get(extension, "application/octet-stream"))

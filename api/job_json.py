@@ -63,6 +63,13 @@ def job_model(job: Job) -> schemas.Job:
                 for snapshot in job.snapshots
             ],
         ),
+        inputs=schemas.Inputs(
+            content=external_url("job_files.get_content_input", job_id=job.id),
+            style=[
+                external_url("job_files.get_style_input", job_id=job.id, index=index)
+                for index in range(len(job.style_keys))
+            ],
+        ),
         error=schemas.JobError(code=job.error_code, message=job.error_message or "") if job.error_code else None,
         attempts=job.attempts,
         worker=job.worker,

@@ -26,6 +26,7 @@ REF_TEMPLATE = "#/components/schemas/{model}"
 # Schemas of non-JSON-model bodies, by media type.
 MEDIA_SCHEMAS: dict[str, dict[str, Any]] = {
     "image/png": {"type": "string", "format": "binary"},
+    "image/*": {"type": "string", "format": "binary"},  # an upload, as sent: JPEG, PNG or WebP
     "text/html": {"type": "string"},
     "application/json": {"type": "object"},
 }

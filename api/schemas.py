@@ -47,6 +47,13 @@ class Outputs(BaseModel):
     intermediates: list[Intermediate]
 
 
+class Inputs(BaseModel):
+    """Where a job's input images can be downloaded, as they were uploaded."""
+
+    content: str
+    style: list[str] = Field(description="one per style image, in the order they were sent")
+
+
 class JobError(BaseModel):
     """Why a job failed."""
 
@@ -83,6 +90,7 @@ class Job(BaseModel):
     params: dict[str, Any] = Field(description="the job's JobParams, defaults filled in")
     progress: Progress
     outputs: Outputs
+    inputs: Inputs
     error: JobError | None
     attempts: int
     worker: str | None

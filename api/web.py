@@ -37,12 +37,14 @@ def index() -> Response:
     return page_file("index.html")
 
 
-@bp.get("/web/app.js")
+@bp.get("/web/<module>.js")
 @public
-@documented(responses={200: "text/javascript"})
-def script() -> Response:
-    """The page's script."""
-    return page_file("app.js")
+@documented(responses={200: "text/javascript", 404: ErrorBody})
+def script(module: str) -> Response:
+    """One of the page's scripts (ES modules: app.js imports the others)."""
+    if f"{module}.js" not in page_modules():
+        raise ApiError(404, "not_found", "no such script of the page")
+    return page_file(f"{module}.js")
 
 
 @bp.get("/web/app.css")
@@ -51,6 +53,11 @@ def script() -> Response:
 def style_sheet() -> Response:
     """The page's style sheet."""
     return page_file("app.css")
+
+
+def page_modules() -> frozenset[str]:
+    """The scripts under static/."""
+    return frozenset(path.name for path in STATIC.glob("*.js"))
 
 
 def page_file(name: str) -> Response:

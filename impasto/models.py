@@ -66,6 +66,13 @@ class Outputs(TypedDict):
     intermediates: list[Intermediate]
 
 
+class Inputs(TypedDict):
+    """Where the job's input images are, as they were uploaded."""
+
+    content: str
+    style: list[str]
+
+
 class JobError(TypedDict):
     """Why a job failed."""
 
@@ -84,6 +91,7 @@ class Job(TypedDict):
     params: dict[str, Any]
     progress: Progress
     outputs: Outputs
+    inputs: Inputs
     error: JobError | None
     attempts: int
     worker: str | None

@@ -63,9 +63,11 @@ def open_stream(client: FlaskClient) -> Iterator[Callable[..., Stream]]:
     """Open event streams (closed after the test)."""
     streams: list[Stream] = []
 
-    def connect(job_id: str, last_event_id: str | None = None, with_client: FlaskClient | None = None) -> Stream:
+    def connect(
+        job_id: str, last_event_id: str | None = None, with_client: FlaskClient | None = None, query: str = ""
+    ) -> Stream:
         headers = {"Last-Event-ID": last_event_id} if last_event_id else {}
-        response = (with_client or client).get(f"/v1/jobs/{job_id}/events", headers=headers, buffered=False)
+        response = (with_client or client).get(f"/v1/jobs/{job_id}/events{query}", headers=headers, buffered=False)
         assert response.status_code == 200, response.get_data(as_text=True)
         assert response.mimetype == "text/event-stream"
         stream = Stream(response)
@@ -161,6 +163,37 @@ def test_finished_job_answers_state_and_completed_at_once(
     worker_actions.finish(job_id, JobStatus.SUCCEEDED)
     messages = open_stream(job_id).rest()
     assert [(m.event, m.data["status"]) for m in messages] == [("status", "succeeded"), ("completed", "succeeded")]
+
+
+def test_from_start_replays_a_finished_jobs_history(
+    submit: Submit, worker_actions: WorkerActions, publisher: EventPublisher, open_stream: Callable[..., Stream]
+) -> None:
+    """?from=start: the state, then every retained event of the job (the loss curve of a job opened late),
+    then completed; without it a finished job's stream is its state and completed only."""
+    job_id = submit().get_json()["id"]
+    worker_actions.claim(job_id)
+    publisher.publish(job_id, "status", {"status": "running", "worker": WORKER_NAME, "attempt": 1})
+    for iteration, total in ((1, 9.0), (2, 5.0), (3, 4.0)):
+        publisher.publish(job_id, "progress", {"iteration": iteration, "iterations": 3, "loss": {"total": total}})
+    worker_actions.finish(job_id, JobStatus.SUCCEEDED)
+    publisher.publish(job_id, "status", {"status": "succeeded"})
+    messages = open_stream(job_id, query="?from=start").rest()
+    expected = ["status", "status", "progress", "progress", "progress", "status", "completed"]
+    assert [m.event for m in messages] == expected
+    assert messages[0].data["status"] == "succeeded" and messages[0].id == "0-0"
+    assert [m.data["loss"]["total"] for m in messages if m.event == "progress"] == [9.0, 5.0, 4.0]
+    # A Last-Event-ID takes precedence: only what came after it.
+    resumed = open_stream(job_id, last_event_id=messages[3].id, query="?from=start").rest()
+    assert [m.event for m in resumed] == ["status", "progress", "status", "completed"]
+    assert [m.event for m in open_stream(job_id).rest()] == ["status", "completed"]
+
+
+def test_from_takes_only_start(client: FlaskClient, submit: Submit) -> None:
+    """Another value of ?from= is a 422 that names the parameter."""
+    job_id = submit().get_json()["id"]
+    response = client.get(f"/v1/jobs/{job_id}/events?from=yesterday")
+    assert response.status_code == 422
+    assert response.get_json()["error"]["details"][0]["field"] == "from"
 
 
 def test_sql_polling_fallback(make_app: Callable[..., Flask], images: Any, open_stream: Callable[..., Stream]) -> None:

@@ -1,4 +1,4 @@
-"""A job's images: the final PNG and the snapshots, through the API."""
+"""A job's images: the final PNG, the snapshots and the uploaded inputs, through the API."""
 
 from __future__ import annotations
 
@@ -64,7 +64,21 @@ def test_intermediates(client: FlaskClient, submit: Submit, worker_actions: Work
     assert missing.get_json()["error"]["code"] == "not_found"
 
 
-@pytest.mark.parametrize("path", ["output", "intermediates/4"])
+def test_inputs_as_uploaded(client: FlaskClient, submit: Submit, images: Images) -> None:
+    """The content and each style image, at the URLs the job JSON lists, byte for byte with their media type."""
+    job_id = submit(styles=[images.png, images.jpeg]).get_json()["id"]
+    inputs = client.get(f"/v1/jobs/{job_id}").get_json()["inputs"]
+    assert inputs["content"].endswith(f"/v1/jobs/{job_id}/inputs/content")
+    assert [url.rsplit("/", 1)[1] for url in inputs["style"]] == ["0", "1"]
+    expected = [(inputs["content"], images.jpeg, "image/jpeg")]
+    expected += [(inputs["style"][0], images.png, "image/png"), (inputs["style"][1], images.jpeg, "image/jpeg")]
+    for url, data, mimetype in expected:
+        response = client.get(url)
+        assert (response.status_code, response.mimetype, response.get_data()) == (200, mimetype, data)
+    assert client.get(f"/v1/jobs/{job_id}/inputs/style/2").status_code == 404
+
+
+@pytest.mark.parametrize("path", ["output", "intermediates/4", "inputs/content", "inputs/style/0"])
 def test_files_of_unknown_job_are_404(client: FlaskClient, path: str) -> None:
     """A missing job answers 404 JSON on its file URLs too."""
     response = client.get(f"/v1/jobs/nope/{path}")

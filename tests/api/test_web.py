@@ -3,17 +3,26 @@ stack only for the one-time token of the login link `impasto up` prints."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from flask import Flask
 from impasto.api.context import EXTENSION_KEY
 from impasto.shared.local_key import ensure_local_key, issue_web_token
 
+# The page's ES modules (api/static/*.js), each served at /web/<name>.
+MODULES = sorted(path.name for path in (Path(__file__).parents[2] / "api" / "static").glob("*.js"))
+
 
 @pytest.mark.parametrize(
     ("path", "mimetype"),
-    [("/", "text/html"), ("/web/app.js", "text/javascript"), ("/web/app.css", "text/css")],
+    [
+        ("/", "text/html"),
+        ("/web/app.css", "text/css"),
+        *[("/web/" + name, "text/javascript") for name in MODULES],
+    ],
 )
 def test_page_files_are_public(app: Flask, path: str, mimetype: str) -> None:
     """The page, its script and its style sheet need no key, and forbid other origins' code."""
@@ -23,9 +32,21 @@ def test_page_files_are_public(app: Flask, path: str, mimetype: str) -> None:
     response.close()
 
 
-def test_unknown_page_file_is_not_found(app: Flask) -> None:
-    """Only the page's own files are served."""
-    assert app.test_client().get("/web/other.js").status_code == 404
+@pytest.mark.parametrize(
+    "path", ["/web/other.js", "/web/index.html", "/web/..%2Fweb.js", "/web/other.css", "/web/login"]
+)
+def test_unknown_page_file_is_not_found(app: Flask, path: str) -> None:
+    """Only the page's own scripts and style sheet are served under /web/ (GET /web/login is not a file)."""
+    assert app.test_client().get(path).status_code in (404, 405)
+
+
+def test_every_module_the_page_imports_is_served(app: Flask) -> None:
+    """Each `import ... from "./x.js"` of the page's modules names a file /web/ serves."""
+    client = app.test_client()
+    for name in MODULES:
+        source = client.get("/web/" + name).get_data(as_text=True)
+        for imported in re.findall(r'from "\./([\w.]+)"', source):
+            assert client.get("/web/" + imported).status_code == 200, (name, imported)
 
 
 def embedded_app(make_app: Callable[..., Flask]) -> tuple[Flask, str, str]:

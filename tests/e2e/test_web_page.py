@@ -13,48 +13,32 @@ import pytest
 import requests
 
 from impasto.cli.stack import EmbeddedStack
+from tests.e2e.browser import DESKTOP, TIMEOUT_MS, browser_pages, log_in, needs_chromium
 from tests.e2e.conftest import API_KEYS, Processes, auth, free_port
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync",
-]  # fmt: skip
-TIMEOUT_MS = 120_000  # a busy two-core machine runs the worker and the browser side by side
-
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists(), reason="needs /usr/bin/chromium: run deploy/local/ensure-browser.sh"
-)
+pytestmark = needs_chromium
 
 
 @pytest.fixture
 def page() -> Iterator[object]:
-    """A Chromium page (playwright driving the system browser; nothing is downloaded)."""
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            context = browser.new_context(viewport={"width": 1280, "height": 820})
-            yield context.new_page()
-            context.close()
-        finally:
-            browser.close()
+    """A desktop-sized Chromium page."""
+    with browser_pages() as new_page:
+        yield new_page(DESKTOP)
 
 
 def fill_job(page: object, samples: Path, size: int, iterations: int, snapshot_every: int) -> None:
-    """Fill the submit form and send it."""
+    """Fill the submit form (each control is named as its parameter) and send it."""
     from playwright.sync_api import Page
 
     assert isinstance(page, Page)
-    page.set_input_files("#content", str(samples / "chelsea.jpg"))
-    page.set_input_files("#styles", str(samples / "starry_night.jpg"))
-    page.fill("#size", str(size))
-    page.fill("#iterations", str(iterations))
-    page.fill("#snapshot-every", str(snapshot_every))
+    page.set_input_files("input[name=content]", str(samples / "chelsea.jpg"))
+    page.set_input_files("input[name=style]", str(samples / "starry_night.jpg"))
+    page.fill("input[name=size]", str(size))
+    page.fill("input[name=iterations]", str(iterations))
+    page.fill("input[name=snapshot_every]", str(snapshot_every))
     page.click("#submit-button")
 
 
@@ -77,11 +61,7 @@ def drive_page(page: Page, url: str, samples: Path) -> None:
     """The steps of test_submit_watch_and_cancel."""
     from playwright.sync_api import expect
 
-    page.set_default_timeout(TIMEOUT_MS)
-    expect.set_options(timeout=TIMEOUT_MS)
-    page.goto(url + "/")
-    page.fill("#key", API_KEYS[url])
-    page.click("#key-form button[type=submit]")
+    log_in(page, url, API_KEYS[url])
 
     fill_job(page, samples, size=64, iterations=30, snapshot_every=5)
     expect(page.locator("#job")).to_be_visible()
@@ -95,18 +75,21 @@ def drive_page(page: Page, url: str, samples: Path) -> None:
     if screenshot := os.environ.get("IMPASTO_WEB_SCREENSHOT"):  # docs/web_page.png is made this way
         page.wait_for_selector("#strip img", timeout=TIMEOUT_MS)
         page.screenshot(path=screenshot)
+    assert re.search(r"#/jobs/[0-9a-f-]{36}$", page.url)  # the job has its own address
     expect(page.locator("#job-status")).to_have_text("succeeded", timeout=TIMEOUT_MS)
     expect(bar).to_have_attribute("style", re.compile(r"width: 100%"))
     expect(page.locator("#image-caption")).to_have_text("final image")
+    expect(page.locator("#progress-text")).to_have_text(re.compile(r"took \d+"))
+    expect(page.locator("#progress")).to_have_attribute("aria-valuenow", "100")
     expect(page.locator("#image")).to_have_attribute("src", re.compile(r"^blob:"))
     expect(page.locator("#download")).to_be_enabled()
-    assert page.locator("#strip img").count() >= 1
+    assert page.locator("#strip button.snapshot img").count() >= 1
 
     fill_job(page, samples, size=128, iterations=2000, snapshot_every=0)
     expect(page.locator("#job-status")).to_have_text("running", timeout=TIMEOUT_MS)
     page.click("#cancel")
     expect(page.locator("#job-status")).to_have_text("canceled", timeout=TIMEOUT_MS)
-    expect(page.locator("#jobs li .status", has_text="canceled")).to_have_count(1)
+    expect(page.locator("#jobs a .status", has_text="canceled")).to_have_count(1)
     expect(page.locator("#error")).to_be_hidden()
 
 
@@ -118,7 +101,6 @@ def test_login_link_of_impasto_up_works_once(
     from playwright.sync_api import Page, expect
 
     assert isinstance(page, Page)
-    expect.set_options(timeout=TIMEOUT_MS)
     for name in ("IMPASTO_DATABASE_URL", "IMPASTO_BROKER_URL", "IMPASTO_STORAGE_URL"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("IMPASTO_DEVICE", "cpu")
