@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from flask import Flask, Response
+from werkzeug.middleware.proxy_fix import ProxyFix
+
 from impasto.api import events, health, job_files, jobs, metrics, openapi, web
 from impasto.api.auth import authenticate
 from impasto.api.context import EXTENSION_KEY, Impasto, close_db_session, request_id
@@ -14,7 +16,6 @@ from impasto.shared.database import make_engine, make_sessionmaker
 from impasto.shared.events import make_publisher
 from impasto.shared.settings import Settings, get_settings
 from impasto.shared.storage import make_storage
-from werkzeug.middleware.proxy_fix import ProxyFix
 
 
 def create_app(settings: Settings | None = None) -> Flask:

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from flask import current_app, g, request
+
 from impasto.api.context import close_db_session, current_impasto, db_session
 from impasto.api.errors import ApiError
 from impasto.api.failed_auth import client_address, failed_auth_limit

@@ -9,13 +9,14 @@ from typing import TypeVar
 
 from celery import Celery
 from flask import current_app, g
+from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session, sessionmaker
+
 from impasto.api.held_requests import HeldRequests
 from impasto.shared.events import EventPublisher
 from impasto.shared.settings import Settings
 from impasto.shared.storage import Storage
-from sqlalchemy import Engine
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.orm import Session, sessionmaker
 
 EXTENSION_KEY = "impasto"
 

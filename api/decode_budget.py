@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from flask import current_app
+
 from impasto.shared.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -6,10 +6,11 @@ import logging
 from typing import Any
 
 from flask import Flask, Response, jsonify
-from impasto.api.context import request_id
 from pydantic import ValidationError
 from sqlalchemy.exc import InterfaceError, OperationalError
 from werkzeug.exceptions import HTTPException
+
+from impasto.api.context import request_id
 
 logger = logging.getLogger(__name__)
 

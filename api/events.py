@@ -18,6 +18,9 @@ from typing import Any, Literal
 
 import redis
 from flask import Blueprint, Response, request, stream_with_context
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from sqlalchemy.orm import selectinload
+
 from impasto.api.auth import current_key_id
 from impasto.api.context import Impasto, close_db_session, current_impasto
 from impasto.api.errors import ApiError, validation_details
@@ -30,8 +33,6 @@ from impasto.shared.api_keys import key_is_active
 from impasto.shared.events import redis_url_for_events, stream_key
 from impasto.shared.models import Job
 from impasto.shared.status import JobStatus
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from sqlalchemy.orm import selectinload
 
 bp = Blueprint("events", __name__, url_prefix="/v1/jobs")
 

@@ -8,11 +8,12 @@ from collections.abc import Callable
 
 import redis
 from flask import Blueprint, Response, jsonify
+from sqlalchemy import text
+
 from impasto.api.auth import public
 from impasto.api.context import Impasto, current_impasto
 from impasto.api.openapi import documented
 from impasto.api.schemas import Liveness, Readiness
-from sqlalchemy import text
 
 logger = logging.getLogger(__name__)
 

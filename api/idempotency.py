@@ -7,10 +7,11 @@ import json
 from datetime import timedelta
 from typing import Any
 
-from impasto.shared.jobs import as_utc
-from impasto.shared.models import IdempotencyKey, utcnow
 from sqlalchemy import delete
 from sqlalchemy.orm import Session
+
+from impasto.shared.jobs import as_utc
+from impasto.shared.models import IdempotencyKey, utcnow
 
 MAX_KEY_LENGTH = 255
 

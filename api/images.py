@@ -13,9 +13,10 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 
+from PIL import Image, UnidentifiedImageError
+
 from impasto.api.decode_budget import DecodeBudget, DecodeBusy
 from impasto.shared.settings import UPLOAD_FORMATS
-from PIL import Image, UnidentifiedImageError
 
 # Formats the engine accepts, and the file extension each is stored under.
 EXTENSIONS: dict[str, str] = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}

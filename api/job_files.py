@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from typing import IO
 
 from flask import Blueprint, Response
+
 from impasto.api.context import current_impasto, db_session
 from impasto.api.errors import ApiError, not_found
 from impasto.api.images import EXTENSIONS, MEDIA_TYPES

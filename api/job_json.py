@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from flask import url_for
+
 from impasto.api import schemas
 from impasto.api.context import current_impasto
 from impasto.shared.jobs import as_utc

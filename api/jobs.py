@@ -8,6 +8,11 @@ import time
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request, url_for
+from pydantic import ValidationError
+from sqlalchemy import BindParameter, Select, and_, bindparam, or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, joinedload, selectinload
+
 from impasto.api.auth import current_key_id, require_active_key
 from impasto.api.context import close_db_session, current_impasto, db_session, with_read_session
 from impasto.api.errors import ApiError, not_found, validation_details
@@ -29,10 +34,6 @@ from impasto.shared.jobs import request_cancel
 from impasto.shared.models import IdempotencyKey, Job
 from impasto.shared.status import JobStatus
 from impasto.shared.storage import Storage, job_prefix, upload_key
-from pydantic import ValidationError
-from sqlalchemy import BindParameter, Select, and_, bindparam, or_, select
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, joinedload, selectinload
 
 bp = Blueprint("jobs", __name__, url_prefix="/v1/jobs")
 

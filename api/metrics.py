@@ -13,15 +13,16 @@ import os
 import time
 
 from flask import Blueprint, Flask, Response, g, request
+from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client.multiprocess import MultiProcessCollector
+from pydantic import SecretStr
+
 from impasto.api.auth import public
 from impasto.api.context import current_impasto
 from impasto.api.errors import ApiError
 from impasto.api.openapi import documented
 from impasto.api.queue_metrics import render_api_metrics
 from impasto.api.schemas import ErrorBody
-from prometheus_client import CollectorRegistry, Histogram
-from prometheus_client.multiprocess import MultiProcessCollector
-from pydantic import SecretStr
 
 bp = Blueprint("metrics", __name__)
 

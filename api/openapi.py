@@ -10,13 +10,14 @@ from http import HTTPStatus
 from typing import Any, TypeVar
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, render_template_string, url_for
+from pydantic import BaseModel
+from pydantic.json_schema import JsonSchemaMode, models_json_schema
+
 from impasto.api.auth import is_public, public
 from impasto.api.context import EXTENSION_KEY
 from impasto.api.images import MEDIA_TYPES
 from impasto.api.schemas import ErrorBody, JobSubmission
 from impasto.shared.job_params import JobParams
-from pydantic import BaseModel
-from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 bp = Blueprint("openapi", __name__)
 

@@ -8,9 +8,10 @@ import json
 import uuid
 from datetime import UTC, datetime
 
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
 from impasto.shared.jobs import as_utc
 from impasto.shared.status import JobStatus
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 100

@@ -9,17 +9,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import redis
-from impasto.shared.jobs import as_utc
-from impasto.shared.models import Job, utcnow
-from impasto.shared.settings import Settings
-from impasto.shared.status import JobStatus
-from impasto.shared.task_names import TRANSFER_QUEUES, WEBHOOK_QUEUE
 from kombu import Connection
 from kombu.exceptions import ChannelError
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
+
+from impasto.shared.jobs import as_utc
+from impasto.shared.models import Job, utcnow
+from impasto.shared.settings import Settings
+from impasto.shared.status import JobStatus
+from impasto.shared.task_names import TRANSFER_QUEUES, WEBHOOK_QUEUE
 
 log = logging.getLogger(__name__)
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
 from impasto.api.errors import ApiError
 from impasto.shared.models import ApiKey, Job
 from impasto.shared.status import JobStatus
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
 
 # There is no telling when one of the key's jobs will end; a client told to retry after this
 # polls gently, and a job of typical size has often finished by then.

@@ -8,6 +8,7 @@ import time
 
 from flask import Flask, Response, request
 from flask_limiter import Limiter, RateLimitExceeded
+
 from impasto.api.auth import authenticated, current_key_id
 from impasto.api.errors import error_response
 from impasto.api.failed_auth import EXTENSION_KEY as FAILED_AUTH_EXTENSION

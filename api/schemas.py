@@ -7,11 +7,12 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any
 
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic.json_schema import SkipJsonSchema
+
 from impasto.shared.job_params import JobParams
 from impasto.shared.status import JobStatus
 from impasto.shared.webhooks import EVENTS_FILTER_PATTERN, MAX_URL_LENGTH, URL_PATTERN
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
-from pydantic.json_schema import SkipJsonSchema
 
 
 class Loss(BaseModel):

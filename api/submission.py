@@ -7,6 +7,9 @@ import re
 from dataclasses import dataclass
 
 from flask import Request
+from pydantic import ValidationError
+from werkzeug.datastructures import FileStorage
+
 from impasto.api.decode_budget import DecodeBudget, DecodeBusy, app_decode_budget
 from impasto.api.errors import ApiError, validation_details
 from impasto.api.images import CheckedImage, ImageRejected, check_image
@@ -21,8 +24,6 @@ from impasto.shared.webhooks import (
     check_webhook_url,
     parse_events_filter,
 )
-from pydantic import ValidationError
-from werkzeug.datastructures import FileStorage
 
 # The fields of the form, as the schema lists them; of each kind: image files, text fields (params: either).
 FORM_FIELDS = tuple(JobSubmission.model_fields)

@@ -10,13 +10,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from flask import Blueprint, Response, jsonify, request
+from pydantic import ValidationError
+
 from impasto.api.auth import public
 from impasto.api.context import current_impasto
 from impasto.api.errors import ApiError, validation_details
 from impasto.api.openapi import documented
 from impasto.api.schemas import ErrorBody, LoginAnswer, LoginRequest
 from impasto.shared.local_key import read_local_key, redeem_web_token
-from pydantic import ValidationError
 
 bp = Blueprint("web", __name__)
 

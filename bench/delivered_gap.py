@@ -22,12 +22,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import torch
-from impasto.worker.engine import Callbacks, Losses, StyleParams, imaging, optimize, stylize
-from impasto.worker.engine.objective import Objective
-from impasto.worker.job_callbacks import png_bytes
 from PIL import Image
 
 from bench.results import append_result, machine_line
+from impasto.worker.engine import Callbacks, Losses, StyleParams, imaging, optimize, stylize
+from impasto.worker.engine.objective import Objective
+from impasto.worker.job_callbacks import png_bytes
 
 CONTENT, STYLE = "shared/samples/chelsea.jpg", "shared/samples/starry_night.jpg"
 TARGET_GAP = 0.10  # the target: delivered objective within 10 % of the optimiser's last

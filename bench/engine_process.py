@@ -15,8 +15,9 @@ import json
 import time
 from pathlib import Path
 
-from impasto.worker.engine import Callbacks, StyleParams, stylize
 from PIL import Image
+
+from impasto.worker.engine import Callbacks, StyleParams, stylize
 
 CONTENT, STYLE = "shared/samples/chelsea.jpg", "shared/samples/starry_night.jpg"
 

@@ -51,13 +51,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from impasto.worker.engine import Callbacks, EngineError, GramCache, Losses, StyleParams, imaging, stylize
-from impasto.worker.engine.objective import Objective
-from impasto.worker.engine.vgg import CONV_NAMES, VGG19Features, deepest_layer, load_vgg
 
 from bench import gpu_variants
 from bench.results import append_result, machine_line
 from bench.seed_race import EvalCounter
+from impasto.worker.engine import Callbacks, EngineError, GramCache, Losses, StyleParams, imaging, stylize
+from impasto.worker.engine.objective import Objective
+from impasto.worker.engine.vgg import CONV_NAMES, VGG19Features, deepest_layer, load_vgg
 
 CONTENT, STYLE = "shared/samples/chelsea.jpg", "shared/samples/starry_night.jpg"
 GIB = 1024**3

@@ -20,12 +20,12 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import torch
-from impasto.worker.engine import imaging
-from impasto.worker.engine.objective import Objective
 
 from bench.reference_gatys import SeedRun, seed_vgg, squashed_style_image
 from bench.seed_race import race_params, run_engine
 from bench.seed_score import CONTENT, STYLE, SeedScorer
+from impasto.worker.engine import imaging
+from impasto.worker.engine.objective import Objective
 
 if TYPE_CHECKING:
     from bench.gpu import Bench

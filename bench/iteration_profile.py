@@ -26,15 +26,15 @@ import time
 from collections.abc import Callable
 
 import torch
-from impasto.worker.engine import StyleParams, imaging, load_vgg, stylize
-from impasto.worker.engine.losses import content_loss, style_loss
-from impasto.worker.engine.objective import Objective
 
 from bench.per_iteration import WARM, Stamps, time_seed
 from bench.reference_gatys import seed_vgg
 from bench.results import append_result, machine_line
 from bench.seed_race import EvalCounter
 from bench.seed_score import CONTENT, STYLE
+from impasto.worker.engine import StyleParams, imaging, load_vgg, stylize
+from impasto.worker.engine.losses import content_loss, style_loss
+from impasto.worker.engine.objective import Objective
 
 _EDGE = 0.5 / 255  # as worker/engine/optimize.py
 

@@ -21,11 +21,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import torch
-from impasto.worker.engine import StyleParams, stylize
 
 from bench.delivered_gap import CONTENT, STYLE
 from bench.multiscale import final_total, first_reaching, run
 from bench.results import append_result, machine_line
+from impasto.worker.engine import StyleParams, stylize
 
 DEFAULT_HISTORY = StyleParams().lbfgs_history
 

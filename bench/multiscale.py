@@ -19,11 +19,10 @@ import argparse
 import statistics
 import time
 
-from impasto.worker.engine import Callbacks, Losses, Result, StyleParams, stylize
-from impasto.worker.engine.objective import Objective
-
 from bench.delivered_gap import CONTENT, STYLE, delivered_pixels, engine_objectives, score
 from bench.results import append_result, machine_line
+from impasto.worker.engine import Callbacks, Losses, Result, StyleParams, stylize
+from impasto.worker.engine.objective import Objective
 
 
 class Trajectory(Callbacks):

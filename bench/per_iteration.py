@@ -23,12 +23,12 @@ import time
 from typing import Any
 
 import torch
-from impasto.worker.engine import Callbacks, Losses, StyleParams, load_vgg, stylize
 
 from bench.reference_gatys import SeedRun, seed_vgg
 from bench.results import append_result, machine_line
 from bench.seed_race import EvalCounter
 from bench.seed_score import CONTENT, STYLE
+from impasto.worker.engine import Callbacks, Losses, StyleParams, load_vgg, stylize
 
 WARM = 2  # engine iterations before the timed window
 

@@ -21,14 +21,14 @@ import time
 
 import redis
 from flask.testing import FlaskClient
+
+from bench.api_load import drop_database, setup_database
 from impasto.api import create_app
 from impasto.api.context import EXTENSION_KEY, Impasto
 from impasto.shared.api_keys import create_key
 from impasto.shared.database import upgrade_database
 from impasto.shared.jobs import add_snapshot, create_job
 from impasto.shared.settings import Settings
-
-from bench.api_load import drop_database, setup_database
 
 WARM_UP_POLLS = 200
 

@@ -18,12 +18,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from impasto.worker.engine import StyleParams, stylize
-
 from bench.results import append_result, machine_line
 from impasto import FINISHED, Client
 from impasto.cli.demo import free_port
 from impasto.cli.stack import EmbeddedStack
+from impasto.worker.engine import StyleParams, stylize
 
 SAMPLES = Path("shared/samples")
 POLL_S = 0.2

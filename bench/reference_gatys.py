@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import torch
 import torchvision
-from impasto.worker.engine import imaging
-from impasto.worker.engine.vgg import CONV_NAMES, LAYER_NAMES, TORCHVISION_MEAN, TORCHVISION_STD, load_vgg
 from PIL import Image
 from torch import nn
+
+from impasto.worker.engine import imaging
+from impasto.worker.engine.vgg import CONV_NAMES, LAYER_NAMES, TORCHVISION_MEAN, TORCHVISION_STD, load_vgg
 
 # The seed notebook's layer choice and weights (torchvision indices of the conv layers).
 SEED_STYLE_LAYERS = {"0": 1.0, "5": 0.75, "10": 0.2, "19": 0.2, "28": 0.2}  # conv1_1..conv5_1

@@ -31,14 +31,14 @@ from dataclasses import replace
 from typing import Any
 
 import torch
-from impasto.worker.engine import Callbacks, StyleParams, imaging, load_vgg, stylize
-from impasto.worker.engine.losses import energy, gram
 from PIL import Image
 
 from bench.reference_gatys import SEED_STYLE_LAYER_NAMES, SEED_STYLE_LAYERS, SeedRun, seed_vgg, squashed_style_image
 from bench.results import append_result, machine_line
 from bench.seed_final import final_path
 from bench.seed_score import CONTENT, STYLE, SeedScore, SeedScorer
+from impasto.worker.engine import Callbacks, StyleParams, imaging, load_vgg, stylize
+from impasto.worker.engine.losses import energy, gram
 
 # Engine settings raced, by name: StyleParams fields on top of the race's objective.
 VARIANTS: dict[str, dict[str, Any]] = {

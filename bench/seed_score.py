@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from impasto.worker.engine import imaging
 from PIL import Image
 
 from bench.reference_gatys import (
@@ -25,6 +24,7 @@ from bench.reference_gatys import (
     seed_terms,
     seed_vgg,
 )
+from impasto.worker.engine import imaging
 
 CONTENT, STYLE = "shared/samples/chelsea.jpg", "shared/samples/starry_night.jpg"
 

@@ -29,11 +29,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from impasto.worker.engine import imaging
 from PIL import Image
 
 from bench.reference_gatys import SEED_CONTENT_LAYER, SEED_STYLE_LAYERS, caffe, seed_features, seed_gram, seed_vgg
 from bench.results import append_result, machine_line
+from impasto.worker.engine import imaging
 
 CONTENT, STYLE = "shared/samples/chelsea.jpg", "shared/samples/starry_night.jpg"
 

@@ -19,11 +19,12 @@ import time
 from dataclasses import dataclass
 from enum import StrEnum
 
+from sqlalchemy import BindParameter, ColumnElement, exists, select
+from sqlalchemy.orm import Session
+
 from impasto.shared.database import make_engine, make_sessionmaker
 from impasto.shared.models import ApiKey, utcnow
 from impasto.shared.settings import Settings
-from sqlalchemy import BindParameter, ColumnElement, exists, select
-from sqlalchemy.orm import Session
 
 KEY_PREFIX = "imp_"
 ID_HEX_LENGTH = 12  # 48 bits: ids are unique by primary key, and a clash is simply retried

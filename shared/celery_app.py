@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from celery import Celery
+from kombu import Exchange, Queue
+
 from impasto.shared.settings import Settings
 from impasto.shared.task_names import TRANSFER_QUEUE, TRANSFER_QUEUES, TRANSFER_TASK, WEBHOOK_QUEUE, WEBHOOK_TASK
-from kombu import Exchange, Queue
 
 
 def queue_arguments(settings: Settings, name: str) -> dict[str, object] | None:

@@ -7,9 +7,10 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from impasto.shared.settings import Settings
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
+
+from impasto.shared.settings import Settings
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 

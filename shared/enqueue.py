@@ -6,11 +6,12 @@ from __future__ import annotations
 import logging
 
 from celery import Celery
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
 from impasto.shared.job_records import mark_enqueued
 from impasto.shared.task_names import TRANSFER_TASK, WEBHOOK_QUEUE, WEBHOOK_TASK
 from impasto.shared.webhooks import WebhookTarget
-from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session
 
 log = logging.getLogger(__name__)
 # Fail fast when the broker is down: with retry=False kombu still connects through its default

@@ -12,6 +12,7 @@ import logging
 from typing import Any
 
 import redis
+
 from impasto.shared.settings import Settings
 from impasto.shared.status import FINISHED
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from celery import Celery
+
 from impasto.shared.enqueue import send_webhook
 from impasto.shared.events import EventPublisher
 from impasto.shared.models import Job

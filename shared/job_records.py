@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from impasto.shared.jobs import QUEUED, as_utc, execute_update, owned_update
-from impasto.shared.models import Job, utcnow
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
+
+from impasto.shared.jobs import QUEUED, as_utc, execute_update, owned_update
+from impasto.shared.models import Job, utcnow
 
 
 def record_start(session: Session, job_id: str, owner: str, worker: str, device: str) -> bool:

@@ -12,10 +12,11 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, cast
 
-from impasto.shared.models import Job, JobSnapshot, JobStatusChange, utcnow
-from impasto.shared.status import FINISHED, JobStatus
 from sqlalchemy import ColumnElement, CursorResult, Delete, Update, delete, select, update
 from sqlalchemy.orm import Session
+
+from impasto.shared.models import Job, JobSnapshot, JobStatusChange, utcnow
+from impasto.shared.status import FINISHED, JobStatus
 
 Guard = Sequence[ColumnElement[bool]]  # the WHERE clause of a transition: what must still hold
 

@@ -15,10 +15,11 @@ import secrets
 import tempfile
 from pathlib import Path
 
+from sqlalchemy.orm import Session
+
 from impasto.shared.api_keys import KeyCheck, check_key, create_key
 from impasto.shared.database import make_engine, make_sessionmaker
 from impasto.shared.settings import Settings
-from sqlalchemy.orm import Session
 
 LOCAL_KEY_NAME = "local"
 WEB_TOKEN_FILE = "web-login-token"  # in the data folder: the sha256 of the current one-time token

@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from impasto.shared.webhook_signing import webhook_signing_key
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from impasto.shared.webhook_signing import webhook_signing_key
 
 # Image formats the engine reads and is tested with (Pillow's names).
 UPLOAD_FORMATS = ("JPEG", "PNG", "WEBP")

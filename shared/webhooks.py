@@ -19,9 +19,10 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from impasto.shared.models import Job
 from urllib3.exceptions import LocationParseError
 from urllib3.util import parse_url
+
+from impasto.shared.models import Job
 
 WEBHOOK_EVENTS: tuple[str, ...] = ("start", "snapshot", "completed")
 MAX_URL_LENGTH = 2000  # longer URLs are refused: no receiver needs one, and the column is for humans too

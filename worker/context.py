@@ -7,13 +7,14 @@ from dataclasses import dataclass
 
 import torch
 from celery import Celery
+from sqlalchemy.orm import Session, sessionmaker
+
 from impasto.shared.database import make_engine, make_sessionmaker
 from impasto.shared.events import EventPublisher, make_publisher
 from impasto.shared.job_endings import JobWatchers
 from impasto.shared.settings import Settings, get_settings
 from impasto.shared.storage import Storage, make_storage
 from impasto.worker.engine import GramCache
-from sqlalchemy.orm import Session, sessionmaker
 
 
 @dataclass(frozen=True)

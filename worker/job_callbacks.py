@@ -6,6 +6,10 @@ import io
 import logging
 import time
 
+from PIL import Image
+from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
+
 from impasto.shared.job_records import record_progress
 from impasto.shared.jobs import add_snapshot
 from impasto.shared.models import Job
@@ -16,9 +20,6 @@ from impasto.worker.context import WorkerContext
 from impasto.worker.engine import Callbacks, Losses
 from impasto.worker.lease import Lease
 from impasto.worker.shutdown import shutdown_requested
-from PIL import Image
-from sqlalchemy import select
-from sqlalchemy.exc import SQLAlchemyError
 
 log = logging.getLogger(__name__)
 

@@ -10,6 +10,10 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import torch
+from PIL import Image
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
+
 from impasto.shared.job_records import record_start
 from impasto.shared.jobs import claim_job, end_expired_lease, finish_job, hand_back, latest_snapshot
 from impasto.shared.models import Job
@@ -21,9 +25,6 @@ from impasto.worker.engine import EngineError, Result, Resume, StyleParams, styl
 from impasto.worker.job_callbacks import JobCallbacks, png_bytes
 from impasto.worker.lease import Lease
 from impasto.worker.metrics import worker_metrics
-from PIL import Image
-from sqlalchemy.exc import OperationalError
-from sqlalchemy.orm import Session
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 import threading
 
-from impasto.shared.jobs import renew_lease
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
+
+from impasto.shared.jobs import renew_lease
 
 log = logging.getLogger(__name__)
 

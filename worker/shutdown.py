@@ -10,6 +10,7 @@ import threading
 from typing import Any
 
 from celery.signals import worker_shutting_down
+
 from impasto.shared.settings import get_settings
 
 log = logging.getLogger(__name__)

@@ -7,6 +7,7 @@ import time
 import uuid
 
 from celery import Task, shared_task
+
 from impasto.shared.enqueue import send_transfer
 from impasto.shared.task_names import TRANSFER_QUEUE, TRANSFER_TASK
 from impasto.worker.context import worker_context

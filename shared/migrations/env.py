@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from alembic import context
-from impasto.shared.models import Base
 from sqlalchemy import create_engine, pool
+
+from impasto.shared.models import Base
 
 config = context.config
 target_metadata = Base.metadata

@@ -18,6 +18,10 @@ import pytest
 import redis
 from flask import Flask
 from flask.testing import FlaskClient
+from PIL import Image
+from sqlalchemy import func, select
+from werkzeug.test import TestResponse
+
 from impasto.api import create_app
 from impasto.api.context import EXTENSION_KEY, Impasto
 from impasto.shared.api_keys import create_key
@@ -28,10 +32,6 @@ from impasto.shared.settings import Settings
 from impasto.shared.status import JobStatus
 from impasto.shared.storage import output_key, snapshot_key
 from impasto.shared.task_names import TRANSFER_QUEUE
-from PIL import Image
-from sqlalchemy import func, select
-from werkzeug.test import TestResponse
-
 from tests.conftest import REDIS_BASE, create_postgres_database, drop_postgres_database
 
 # A Redis database of the API tests' own (other folders use 14), flushed around each test.

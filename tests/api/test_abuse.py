@@ -9,11 +9,11 @@ import pytest
 import redis
 from flask import Flask
 from flask.testing import FlaskClient
+from werkzeug.test import TestResponse
+
 from impasto.api.quota import QUOTA_RETRY_AFTER_S
 from impasto.api.rate_limit import KEY_PREFIX
 from impasto.shared.status import JobStatus
-from werkzeug.test import TestResponse
-
 from tests.api.conftest import DEAD_BROKER_URL, Images, Observed, Submit, WorkerActions, keyed_client
 from tests.api.test_idempotency import post
 

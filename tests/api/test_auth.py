@@ -7,15 +7,15 @@ import re
 import time
 from typing import Any
 
-import impasto.shared.api_keys
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import event, select
+
+import impasto.shared.api_keys
 from impasto.api.auth import is_public
 from impasto.shared.api_keys import KEY_PATTERN, KeyCheck, ValidKeyCache, check_key, create_key, revoke_key
 from impasto.shared.models import ApiKey
-from sqlalchemy import event, select
-
 from tests.api.conftest import Submit, add_key, impasto_of, keyed_client
 
 PUBLIC_PATHS = ["/healthz", "/readyz", "/openapi.json", "/docs"]

@@ -17,8 +17,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from impasto.shared.status import JobStatus
 
+from impasto.shared.status import JobStatus
 from tests.api.conftest import Images, WorkerActions, keyed_client
 
 JOB_ID = "0b9f6c1e-3a57-4a0e-9f6e-2f1d7c6b5a49"

@@ -10,10 +10,10 @@ from collections.abc import Callable
 import pytest
 import redis
 from flask import Flask
-from impasto.api.decode_budget import DecodeBudget, DecodeBusy, app_decode_budget
-from impasto.api.images import ImageRejected, check_image, decode_smaller, decoded_bytes
 from PIL import Image
 
+from impasto.api.decode_budget import DecodeBudget, DecodeBusy, app_decode_budget
+from impasto.api.images import ImageRejected, check_image, decode_smaller, decoded_bytes
 from tests.api.conftest import Observed, Submit, image_bytes, keyed_client
 from tests.api.test_jobs import assert_nothing_changed
 

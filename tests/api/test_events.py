@@ -14,12 +14,12 @@ import pytest
 import redis
 from flask import Flask
 from flask.testing import FlaskClient
+from werkzeug.test import TestResponse
+
 from impasto.shared.api_keys import revoke_key
 from impasto.shared.events import EventPublisher
 from impasto.shared.jobs import owned_update
 from impasto.shared.status import JobStatus
-from werkzeug.test import TestResponse
-
 from tests.api.conftest import REDIS_URL, WORKER_NAME, Submit, WorkerActions, add_key, impasto_of, keyed_client
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from flask import Response, jsonify, request
+
 from impasto.api import create_app
 from impasto.api.auth import public
 from impasto.shared.settings import Settings

@@ -14,12 +14,12 @@ from typing import Any
 import pytest
 import redis
 from flask import Flask
-from impasto.api.rate_limit import KEY_PREFIX
-from impasto.shared.api_keys import revoke_key
-from impasto.shared.storage import upload_key
 from PIL import Image
 from werkzeug.test import TestResponse
 
+from impasto.api.rate_limit import KEY_PREFIX
+from impasto.shared.api_keys import revoke_key
+from impasto.shared.storage import upload_key
 from tests.api import image_factory as made
 from tests.api.conftest import Images, Observed, add_key, image_bytes, impasto_of
 

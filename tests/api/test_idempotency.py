@@ -10,10 +10,10 @@ from typing import Any
 
 from flask import Flask
 from flask.testing import FlaskClient
-from impasto.shared.models import IdempotencyKey, utcnow
 from sqlalchemy import update
 from werkzeug.test import TestResponse
 
+from impasto.shared.models import IdempotencyKey, utcnow
 from tests.api.conftest import Images, Observed, impasto_of, keyed_client
 
 

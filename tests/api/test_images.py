@@ -5,9 +5,9 @@ from __future__ import annotations
 import io
 
 import pytest
-from impasto.api.images import ImageRejected, check_image
 from PIL import Image, ImageFile
 
+from impasto.api.images import ImageRejected, check_image
 from tests.api import image_factory as made
 from tests.api.conftest import Images, image_bytes
 

@@ -9,11 +9,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from flask import Flask
+from sqlalchemy import inspect
+
 from impasto.api import create_app
 from impasto.api.context import EXTENSION_KEY, Impasto
 from impasto.shared.settings import Settings
-from sqlalchemy import inspect
-
 from tests.api.conftest import impasto_of
 
 REPO = Path(__file__).resolve().parents[2]

@@ -8,9 +8,9 @@ from collections.abc import Callable
 import pytest
 import redis
 from flask import Flask
+
 from impasto.shared.size_classes import STYLE_PIXELS_PER_OUTPUT_PIXEL
 from impasto.shared.task_names import LARGE_QUEUE, SMALL_QUEUE
-
 from tests.api.conftest import Images, Observed, Submit, image_bytes, keyed_client
 from tests.api.test_jobs import assert_nothing_changed
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 from flask.testing import FlaskClient
-from impasto.shared.status import JobStatus
 
+from impasto.shared.status import JobStatus
 from tests.api.conftest import Images, Submit, WorkerActions
 
 

@@ -9,11 +9,11 @@ from datetime import UTC, datetime, timedelta, timezone
 
 from flask import Flask
 from flask.testing import FlaskClient
+
 from impasto.api.job_json import utc
 from impasto.api.schemas import Job as JobSchema
 from impasto.shared.jobs import owned_update
 from impasto.shared.status import JobStatus
-
 from tests.api.conftest import WORKER_NAME, Images, Submit, WorkerActions, impasto_of, keyed_client
 
 CONTRACT_KEYS = {

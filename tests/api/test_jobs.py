@@ -15,14 +15,14 @@ import pytest
 import redis
 from flask import Flask
 from flask.testing import FlaskClient
+from PIL import Image
+from sqlalchemy import func, select
+
 from impasto.shared.job_params import JobParams
 from impasto.shared.models import JobSnapshot, JobStatusChange
 from impasto.shared.status import JobStatus
 from impasto.shared.storage import job_prefix, upload_key
 from impasto.shared.task_names import LARGE_QUEUE, SMALL_QUEUE, TRANSFER_QUEUE, TRANSFER_TASK
-from PIL import Image
-from sqlalchemy import func, select
-
 from tests.api.conftest import (
     DEAD_BROKER_URL,
     Images,

@@ -11,10 +11,11 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from jsonschema import Draft202012Validator
+
 from impasto.api.openapi import openapi_path
 from impasto.shared.job_params import JobParams
 from impasto.shared.webhooks import MAX_URL_LENGTH, URL_PATTERN
-from jsonschema import Draft202012Validator
 
 
 def routes(app: Flask) -> list[tuple[str, str, Any]]:

@@ -6,6 +6,7 @@ import base64
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+
 from impasto.api.pagination import ListQuery, decode_cursor, encode_cursor
 
 JOB_ID = "0b9f6c1e-3a57-4a0e-9f6e-2f1d7c6b5a49"

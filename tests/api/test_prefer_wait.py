@@ -10,11 +10,11 @@ from collections.abc import Callable
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from impasto.shared.models import Job
-from impasto.shared.status import JobStatus
 from sqlalchemy import select
 from werkzeug.test import TestResponse
 
+from impasto.shared.models import Job
+from impasto.shared.status import JobStatus
 from tests.api.conftest import Images, WorkerActions, impasto_of, keyed_client
 
 

@@ -7,6 +7,10 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import update
+from sqlalchemy.orm import Session, sessionmaker
+
 from impasto.api.queue_metrics import folder_queue_depths, render_api_metrics
 from impasto.shared.celery_app import make_celery
 from impasto.shared.database import make_engine, make_sessionmaker, upgrade_database
@@ -15,10 +19,6 @@ from impasto.shared.jobs import UNWATCHED, create_job, request_cancel
 from impasto.shared.models import Job, utcnow
 from impasto.shared.settings import Settings, get_settings
 from impasto.shared.task_names import LARGE_QUEUE, SMALL_QUEUE, WEBHOOK_QUEUE, WEBHOOK_TASK
-from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import update
-from sqlalchemy.orm import Session, sessionmaker
-
 from tests.e2e.conftest import free_port
 
 

@@ -21,16 +21,16 @@ from typing import Any
 import schemathesis
 from flask import Flask
 from hypothesis import HealthCheck, settings
-from impasto.api.pagination import encode_cursor
-from impasto.shared.job_params import JobParams
-from impasto.shared.models import IdempotencyKey, Job, JobSnapshot, JobStatusChange
-from impasto.shared.status import JobStatus
 from schemathesis.checks import CHECKS, load_all_checks
 from schemathesis.core.failures import FailureGroup
 from schemathesis.core.result import Ok
 from schemathesis.generation.hypothesis.builder import HypothesisTestConfig, HypothesisTestMode, create_test
 from sqlalchemy import delete
 
+from impasto.api.pagination import encode_cursor
+from impasto.shared.job_params import JobParams
+from impasto.shared.models import IdempotencyKey, Job, JobSnapshot, JobStatusChange
+from impasto.shared.status import JobStatus
 from tests.api.conftest import Images, WorkerActions, add_key, impasto_of, keyed_client
 
 load_all_checks()

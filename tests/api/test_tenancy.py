@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from impasto.shared.status import JobStatus
 from werkzeug.test import TestResponse
 
+from impasto.shared.status import JobStatus
 from tests.api.conftest import Images, Observed, Submit, WorkerActions, keyed_client
 
 # Every endpoint that takes a job id: (method, path after /v1/jobs/{id}).

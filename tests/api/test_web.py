@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from flask import Flask
+
 from impasto.api.context import EXTENSION_KEY
 from impasto.shared.local_key import ensure_local_key, issue_web_token
 

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from impasto.shared.events import stream_key
-from impasto.shared.task_names import WEBHOOK_QUEUE
 from werkzeug.test import TestResponse
 
+from impasto.shared.events import stream_key
+from impasto.shared.task_names import WEBHOOK_QUEUE
 from tests.api.conftest import Images, Observed, keyed_client
 
 SECRET = "whsec_Xfepk+j3eInQI0RmvVZZgVkqaV8TXG1zGi2rngse31E="  # made by `impasto webhook-secret`

@@ -12,7 +12,11 @@ from pathlib import Path
 
 import pytest
 import redis
+from sqlalchemy import select, update
+
 from impasto.api.idempotency import remember_key
+from impasto.background.broker_loss import BrokerSentinel, broker_sentinel
+from impasto.background.reconcile import reconcile_once
 from impasto.shared.celery_app import make_celery
 from impasto.shared.database import make_engine, make_sessionmaker, upgrade_database
 from impasto.shared.enqueue import enqueue_job
@@ -21,10 +25,6 @@ from impasto.shared.jobs import UNWATCHED, claim_job, create_job, hand_back
 from impasto.shared.models import IdempotencyKey, Job, utcnow
 from impasto.shared.settings import Settings, get_settings
 from impasto.shared.task_names import TRANSFER_QUEUE, WEBHOOK_QUEUE
-from sqlalchemy import select, update
-
-from impasto.background.broker_loss import BrokerSentinel, broker_sentinel
-from impasto.background.reconcile import reconcile_once
 from tests.e2e.conftest import free_port
 
 

@@ -8,12 +8,12 @@ from pathlib import Path
 from alembic import command
 from flask import Flask
 from flask.testing import FlaskClient
-from impasto.shared.database import alembic_config
-from impasto.shared.settings import Settings
-from impasto.shared.status import JobStatus
 from sqlalchemy import create_engine, inspect, text
 
 from impasto.background.retention import expire_jobs
+from impasto.shared.database import alembic_config
+from impasto.shared.settings import Settings
+from impasto.shared.status import JobStatus
 from tests.api.conftest import Observed, Submit, WorkerActions, impasto_of
 
 

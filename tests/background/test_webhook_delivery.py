@@ -17,6 +17,9 @@ from typing import Any
 import pytest
 import redis
 from celery.contrib.testing.worker import start_worker
+
+from impasto.background import webhook_http
+from impasto.background.webhook_delivery import backoff_s, deliver_webhook, delivery_context
 from impasto.shared import webhooks
 from impasto.shared.celery_app import make_celery
 from impasto.shared.database import make_engine, make_sessionmaker, upgrade_database
@@ -25,9 +28,6 @@ from impasto.shared.jobs import create_job
 from impasto.shared.settings import Settings
 from impasto.shared.task_names import WEBHOOK_QUEUE
 from impasto.shared.webhooks import WebhookTarget
-
-from impasto.background import webhook_http
-from impasto.background.webhook_delivery import backoff_s, deliver_webhook, delivery_context
 from tests.conftest import REDIS_BASE
 from tests.shared.webhook_receiver import DrippingReceiver, Receiver, self_signed_certificate, server_tls
 

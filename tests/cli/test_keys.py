@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 from flask import Flask
-from impasto.shared.api_keys import KEY_PATTERN, issue_key
-from impasto.shared.settings import Settings
 
 from impasto.cli.main import main
+from impasto.shared.api_keys import KEY_PATTERN, issue_key
+from impasto.shared.settings import Settings
 from tests.api.conftest import keyed_client
 
 

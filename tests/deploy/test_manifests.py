@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from impasto.shared.settings import Settings, get_settings
 from impasto.shared.task_names import TRANSFER_QUEUES, WEBHOOK_QUEUE
 

@@ -8,8 +8,8 @@ import subprocess
 from pathlib import Path
 
 import yaml
-from impasto.shared.settings import get_settings
 
+from impasto.shared.settings import get_settings
 from tests.deploy.proxy_config import (
     SHIPPED_CONFIG,
     SHIPPED_LISTEN,

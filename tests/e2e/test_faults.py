@@ -20,15 +20,15 @@ from typing import Any, TypeVar
 import pytest
 import redis
 import requests
+from PIL import Image
+from sqlalchemy import Engine, RowMapping, create_engine, text
+
+from impasto.background.broker_loss import SENTINEL_KEY
 from impasto.shared.api_keys import issue_key
 from impasto.shared.celery_app import make_celery
 from impasto.shared.enqueue import send_transfer
 from impasto.shared.settings import get_settings
 from impasto.shared.task_names import SMALL_QUEUE
-from PIL import Image
-from sqlalchemy import Engine, RowMapping, create_engine, text
-
-from impasto.background.broker_loss import SENTINEL_KEY
 from tests.e2e.conftest import ROOT, Processes, free_port, wait_ready
 from tests.e2e.rabbitmq import rabbitmq_vhost
 

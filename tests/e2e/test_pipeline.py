@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 import redis
 import requests
-from impasto.shared.events import stream_key
 from PIL import Image, ImageChops, ImageStat
 from sqlalchemy import create_engine, text
 
+from impasto.shared.events import stream_key
 from tests.e2e.conftest import Processes, auth, start_production_stack
 from tests.e2e.rabbitmq import rabbitmq_vhost
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 import requests
-from impasto.shared.settings import get_settings
 
+from impasto.shared.settings import get_settings
 from tests.deploy.proxy_config import nginx_binary, running_nginx, shipped_directives
 
 HOLD_LIMIT_S = 30  # a held request is let go after this whatever happens

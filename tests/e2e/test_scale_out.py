@@ -19,6 +19,9 @@ from typing import Any
 import boto3
 import pytest
 import requests
+from PIL import Image
+from prometheus_client.parser import text_string_to_metric_families
+
 from impasto.shared.celery_app import make_celery
 from impasto.shared.database import make_engine, make_sessionmaker
 from impasto.shared.enqueue import enqueue_job
@@ -29,9 +32,6 @@ from impasto.shared.settings import Settings, get_settings
 from impasto.shared.size_classes import queue_for
 from impasto.shared.storage import make_storage, upload_key
 from impasto.shared.task_names import LARGE_QUEUE, SMALL_QUEUE
-from PIL import Image
-from prometheus_client.parser import text_string_to_metric_families
-
 from tests.e2e.conftest import ROOT, Processes, free_port, wait_ready
 
 AWS_ENV = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}

@@ -7,9 +7,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from PIL import Image, ImageDraw
+
 from impasto.worker.engine import Callbacks, Losses, load_vgg
 from impasto.worker.engine.vgg import VGG19Features
-from PIL import Image, ImageDraw
 
 
 def _content_image(width: int = 96, height: int = 72) -> Image.Image:

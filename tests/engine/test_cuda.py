@@ -9,6 +9,7 @@ import math
 
 import pytest
 import torch
+
 from impasto.worker.engine import StyleParams, stylize
 
 pytestmark = [

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from impasto.worker.engine import GramCache, StyleParams, stylize
-from impasto.worker.engine.imaging import open_image
 from PIL import Image
 
+from impasto.worker.engine import GramCache, StyleParams, stylize
+from impasto.worker.engine.imaging import open_image
 from tests.engine.conftest import Recorder
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from impasto.worker.engine import StyleParams, imaging
 from impasto.worker.engine.losses import content_loss, energy, gram, style_loss, tv_loss
 from impasto.worker.engine.objective import Objective

@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+
 from impasto.worker.engine import EngineError, Resume, StyleParams, imaging, stylize
 from impasto.worker.engine.losses import gram
 from impasto.worker.engine.objective import blended_style_grams

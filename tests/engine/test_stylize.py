@@ -7,9 +7,10 @@ import os
 
 import pytest
 import torch
+from PIL import Image, ImageChops, ImageStat
+
 from impasto.worker.engine import EngineError, Result, Resume, StyleParams, imaging, stylize
 from impasto.worker.engine.objective import Objective
-from PIL import Image, ImageChops, ImageStat
 
 SIZE = 32  # long side of most runs; the generated content is 4:3, so outputs are 32x24
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from impasto.worker.engine import EngineError, StyleParams, load_vgg, stylize
 from impasto.worker.engine import vgg as vgg_module
 from impasto.worker.engine.vgg import (

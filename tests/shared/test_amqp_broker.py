@@ -8,13 +8,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from kombu.exceptions import OperationalError
+
 from impasto.api.queue_metrics import queue_depths
 from impasto.shared.celery_app import make_celery
 from impasto.shared.enqueue import send_transfer
 from impasto.shared.settings import Settings, get_settings
 from impasto.shared.task_names import LARGE_QUEUE, SMALL_QUEUE, WEBHOOK_QUEUE
-from kombu.exceptions import OperationalError
-
 from tests.e2e.rabbitmq import rabbitmq_vhost
 
 

@@ -14,6 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
 from impasto.shared.database import make_engine, make_sessionmaker, upgrade_database
 from impasto.shared.job_records import record_progress
 from impasto.shared.jobs import (
@@ -30,8 +33,6 @@ from impasto.shared.jobs import (
 from impasto.shared.models import ApiKey, Job, JobSnapshot, JobStatusChange
 from impasto.shared.settings import get_settings
 from impasto.shared.status import JobStatus
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session, sessionmaker
 
 OWNER, OTHER = "w1/a", "w2/b"
 EXPIRED = -1.0  # a lease length that is over at once: a worker that died just after its claim

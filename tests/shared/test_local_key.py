@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 from flask import Flask
+
+from impasto.cli.client_commands import client_for
 from impasto.shared.api_keys import revoke_key
 from impasto.shared.local_key import (
     client_api_key,
@@ -19,8 +21,6 @@ from impasto.shared.local_key import (
     web_token_path,
 )
 from impasto.shared.settings import Settings
-
-from impasto.cli.client_commands import client_for
 from tests.api.conftest import impasto_of, keyed_client
 
 

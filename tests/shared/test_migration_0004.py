@@ -6,9 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from alembic import command
+from sqlalchemy import create_engine, inspect, text
+
 from impasto.shared.database import alembic_config
 from impasto.shared.settings import Settings
-from sqlalchemy import create_engine, inspect, text
 
 JOB_ID = "0b9f6c1e-3a57-4a0e-9a6e-2f1d7c6b5a49"
 OLD_ROWS = [

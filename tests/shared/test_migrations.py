@@ -8,10 +8,11 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from sqlalchemy import create_engine
+
 from impasto.shared.database import alembic_config, upgrade_database
 from impasto.shared.models import Base
 from impasto.shared.settings import Settings, get_settings
-from sqlalchemy import create_engine
 
 
 @pytest.fixture

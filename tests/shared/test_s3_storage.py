@@ -7,10 +7,10 @@ from pathlib import Path
 
 import boto3
 import pytest
-from impasto.shared.s3_storage import S3Storage
-from impasto.shared.storage import LocalStorage, Storage, make_storage, output_key, snapshot_key
 from moto.server import ThreadedMotoServer
 
+from impasto.shared.s3_storage import S3Storage
+from impasto.shared.storage import LocalStorage, Storage, make_storage, output_key, snapshot_key
 from tests.e2e.conftest import free_port
 
 BUCKET = "impasto-test"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from impasto.shared.job_params import JobParams
 from impasto.shared.settings import get_settings
 from impasto.shared.size_classes import (

@@ -13,11 +13,12 @@ import time
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
+from standardwebhooks import Webhook, WebhookVerificationError
+
 from impasto.shared.settings import Settings
 from impasto.shared.webhook_signing import sign, webhook_signing_key
 from impasto.shared.webhooks import WebhookRefused, WebhookUrl, check_webhook_url, is_public_address, parse_webhook_url
-from pydantic import ValidationError
-from standardwebhooks import Webhook, WebhookVerificationError
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "whsec_Xfepk+j3eInQI0RmvVZZgVkqaV8TXG1zGi2rngse31E="  # made by `impasto webhook-secret`

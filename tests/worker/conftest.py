@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from impasto.shared.celery_app import make_celery
 from impasto.shared.database import upgrade_database
 from impasto.shared.job_params import JobParams
@@ -14,7 +15,6 @@ from impasto.shared.jobs import create_job
 from impasto.shared.settings import get_settings
 from impasto.shared.storage import upload_key
 from impasto.worker.context import WorkerContext, build_context
-
 from tests.conftest import create_postgres_database, drop_postgres_database
 
 

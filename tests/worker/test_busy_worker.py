@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from celery import Celery
 from celery.events.state import State
+
 from impasto.shared.celery_app import make_celery
 from impasto.shared.database import make_engine, make_sessionmaker, upgrade_database
 from impasto.shared.enqueue import enqueue_job
@@ -25,7 +26,6 @@ from impasto.shared.models import Job
 from impasto.shared.settings import Settings, get_settings
 from impasto.shared.storage import make_storage, upload_key
 from impasto.shared.task_names import SMALL_QUEUE
-
 from tests.e2e.conftest import free_port
 from tests.worker.test_worker_metrics import listening_hosts
 

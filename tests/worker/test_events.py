@@ -6,13 +6,13 @@ import json
 from pathlib import Path
 
 import redis
+
 from impasto.shared.celery_app import make_celery
 from impasto.shared.database import upgrade_database
 from impasto.shared.events import FINISHED_STREAM_TTL_S, stream_key
 from impasto.shared.settings import get_settings
 from impasto.worker.context import build_context
 from impasto.worker.job_runner import run_transfer
-
 from tests.worker.conftest import make_job
 
 

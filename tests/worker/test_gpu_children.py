@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import requests
+
 from impasto.shared.celery_app import make_celery
 from impasto.shared.settings import get_settings
 from impasto.shared.size_classes import GB

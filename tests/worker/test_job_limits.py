@@ -7,13 +7,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import event, func, select, update
+from sqlalchemy.orm import Session
+
 from impasto.shared.models import Job, JobSnapshot
 from impasto.worker.context import WorkerContext
 from impasto.worker.engine import optimize
 from impasto.worker.job_runner import run_transfer
-from sqlalchemy import event, func, select, update
-from sqlalchemy.orm import Session
-
 from tests.worker.conftest import make_job
 from tests.worker.test_job_runner import load
 

@@ -7,6 +7,9 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
+from PIL import Image
+from sqlalchemy import update
+
 from impasto.shared.jobs import UNWATCHED, add_snapshot, claim_job, end_expired_lease
 from impasto.shared.models import Job, utcnow
 from impasto.shared.status import JobStatus
@@ -17,9 +20,6 @@ from impasto.worker.engine import stylize
 from impasto.worker.job_callbacks import JobCallbacks, png_bytes
 from impasto.worker.job_runner import run_transfer
 from impasto.worker.lease import Lease
-from PIL import Image
-from sqlalchemy import update
-
 from tests.worker.conftest import make_job
 
 

@@ -6,12 +6,12 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+from sqlalchemy import update
+
 from impasto.shared.jobs import as_utc, claim_job
 from impasto.shared.models import Job, utcnow
 from impasto.worker.context import WorkerContext
 from impasto.worker.lease import Lease
-from sqlalchemy import update
-
 from tests.worker.conftest import make_job
 
 LEASE_S = 0.6  # renewed every 0.2 s

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import fields
 
 import pytest
+
 from impasto.shared import size_classes
 from impasto.shared.job_params import VGG19_LAYERS, JobParams
 from impasto.worker.engine import StyleParams, imaging

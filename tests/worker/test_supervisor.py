@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from impasto.worker.supervisor import ChildSpec, Supervisor, restart_delay
 
 # A child that notes each start and each SIGTERM in a file, then exits cleanly on SIGTERM.

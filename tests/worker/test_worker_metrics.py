@@ -6,10 +6,10 @@ import socket
 from pathlib import Path
 
 import requests
-from impasto.shared.settings import get_settings
-from impasto.worker.metrics import OUTCOMES, WorkerMetrics, serve_worker_metrics
 from prometheus_client import generate_latest
 
+from impasto.shared.settings import get_settings
+from impasto.worker.metrics import OUTCOMES, WorkerMetrics, serve_worker_metrics
 from tests.e2e.conftest import free_port
 
 

@@ -6,6 +6,7 @@ import math
 from collections.abc import Callable
 
 import torch
+
 from impasto.worker.engine.objective import Objective
 
 

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from impasto.worker.engine.errors import EngineError
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from impasto.worker.engine.errors import EngineError
 
 # ITU-R BT.601 full-range RGB -> YCbCr, as JPEG and Pillow use it.
 _RGB_TO_YCBCR = torch.tensor(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
+
 from impasto.worker.engine.gram_cache import GramCache
 from impasto.worker.engine.losses import content_loss, energy, gram, style_loss, tv_loss
 from impasto.worker.engine.params import StyleParams

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from PIL import Image
+
 from impasto.worker.engine import imaging
 from impasto.worker.engine.callbacks import Callbacks, Interrupted, Losses
 from impasto.worker.engine.errors import EngineError
@@ -17,7 +19,6 @@ from impasto.worker.engine.gram_cache import GramCache
 from impasto.worker.engine.objective import Objective
 from impasto.worker.engine.params import StyleParams
 from impasto.worker.engine.vgg import deepest_layer, load_vgg
-from PIL import Image
 
 # Pixels are optimised through a sigmoid, x = 255·σ(z), so they never leave 0..255 and the
 # 8-bit PNG holds what the optimiser reached. Content pixels at exactly 0 or 255 start here.

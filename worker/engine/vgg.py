@@ -13,8 +13,9 @@ from typing import cast
 
 import torch
 import torch.nn.functional as F
-from impasto.worker.engine.errors import EngineError
 from torch import nn
+
+from impasto.worker.engine.errors import EngineError
 
 # Layer names in the order of torchvision's `vgg19().features` (indices 0..35).
 LAYER_NAMES: tuple[str, ...] = (
