@@ -1,0 +1,239 @@
+"""Exact tiled evaluation: the objective and its gradient computed tile by tile, in bounded memory.
+
+Every loss term is a function of statistics that are sums over feature positions: a style layer's
+Gram sum Σ F Fᵀ, a content layer's Σ (F − P)². So one pass without autograd sums each tile's
+statistics over its *core* positions (each feature position belongs to exactly one core); the
+loss and its derivative with respect to the statistics follow from the totals. A second pass runs,
+per tile, a backward of the surrogate ⟨∂L/∂S, S_tile⟩ + the tile's content sum, whose gradient with
+respect to the tile's features is exactly the global ∂L/∂F restricted to its core, and adds the
+tile's whole input gradient, halo included, into one full-size buffer.
+
+A tile's crop is its core widened by HALO pixels (clipped at the image's edges). VGG19's conv5_1
+feature j reads input rows 16j − 70 … 16j + 85 (receptive field 156 px), so with HALO ≥ 80 every
+core feature sees the same pixels (and, at the image's edges, the same zero padding) as in the
+whole image; cores and crops start on multiples of 16, so the four 2×2 poolings see the same grid.
+The result equals the untiled one to float32 rounding (tests/engine/test_tiling.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import torch
+
+from worker.engine.losses import tv_loss
+from worker.engine.vgg import VGG19Features
+
+ALIGN = 16  # VGG19's pooling stride before conv5_1: tiles start on its grid
+HALO = 80  # px: conv5_1 reads 70 px before and 85 − 15 = 70 px after a 16-px cell; rounded up to ALIGN
+MIN_TILE = 32
+# Bytes a pixel of one tile's crop costs during forward and backward to conv5_1 (fp32, max
+# pooling): measured peak RSS growth on the CPU (bench/tiling_memory.py), with headroom.
+TILE_BYTES_PER_PIXEL = 4000
+
+
+def layer_stride(layer: str) -> int:
+    """The input pixels per feature position of a conv layer: conv3_x -> 4."""
+    return 2 ** (int(layer[4]) - 1)
+
+
+@dataclass(frozen=True)
+class Span:
+    """One axis of a tile: the core [start, stop) it owns and the crop [lo, hi) it reads, in pixels."""
+
+    start: int
+    stop: int
+    lo: int
+    hi: int
+
+    def core(self, stride: int) -> slice:
+        """The core's feature positions within the crop's feature map at `stride`."""
+        return slice((self.start - self.lo) // stride, -(-(self.stop - self.lo) // stride))
+
+    def full(self, stride: int) -> slice:
+        """The core's feature positions within the whole image's feature map at `stride`."""
+        return slice(self.start // stride, -(-self.stop // stride))
+
+
+def spans(length: int, tile: int, halo: int = HALO) -> list[Span]:
+    """Cores of `tile` px (the last one shorter) covering 0..length, each with its halo-widened crop."""
+    if tile % ALIGN or tile <= 0 or halo % ALIGN:
+        raise ValueError(f"tile ({tile}) and halo ({halo}) must be positive multiples of {ALIGN}")
+    return [
+        Span(start, min(start + tile, length), max(0, start - halo), min(length, start + tile + halo))
+        for start in range(0, length, tile)
+    ]
+
+
+@dataclass(frozen=True)
+class Tile:
+    """A rectangle of the image: rows and columns."""
+
+    rows: Span
+    cols: Span
+
+    def crop(self, image: torch.Tensor) -> torch.Tensor:
+        """The pixels this tile reads, halo included."""
+        return image[..., self.rows.lo : self.rows.hi, self.cols.lo : self.cols.hi]
+
+    def core(self, features: torch.Tensor, layer: str) -> torch.Tensor:
+        """The core positions of this tile's features at `layer`."""
+        s = layer_stride(layer)
+        return features[..., self.rows.core(s), self.cols.core(s)]
+
+    def full(self, features: torch.Tensor, layer: str) -> torch.Tensor:
+        """The same positions in a whole-image feature map (a view, for reading or writing)."""
+        s = layer_stride(layer)
+        return features[..., self.rows.full(s), self.cols.full(s)]
+
+
+def tiles(height: int, width: int, tile: int, halo: int = HALO) -> list[Tile]:
+    """The tiles of an image, row-major."""
+    return [Tile(r, c) for r in spans(height, tile, halo) for c in spans(width, tile, halo)]
+
+
+def feature_shape(height: int, width: int, layer: str) -> tuple[int, int]:
+    """The feature map size at `layer` (ceil-mode pooling, as vgg.py)."""
+    s = layer_stride(layer)
+    return -(-height // s), -(-width // s)
+
+
+def tiled_features(
+    model: VGG19Features,
+    pixels: torch.Tensor,
+    layers: tuple[str, ...],
+    pooling: str,
+    tile: int,
+    before_layer: Callable[[], None] | None = None,
+    halo: int = HALO,
+) -> dict[str, torch.Tensor]:
+    """Whole-image feature maps at `layers`, assembled from tiles' cores without autograd (fp32)."""
+    height, width = pixels.shape[-2:]
+    out: dict[str, torch.Tensor] = {}
+    with torch.no_grad():
+        for t in tiles(height, width, tile, halo):
+            features = model(t.crop(pixels), layers, pooling, before_layer)
+            for name in layers:
+                if name not in out:
+                    channels = features[name].shape[1]
+                    out[name] = pixels.new_zeros((pixels.shape[0], channels, *feature_shape(height, width, name)))
+                t.full(out[name], name).copy_(t.core(features[name], name))
+    return out
+
+
+def tiled_grams(
+    model: VGG19Features,
+    pixels: torch.Tensor,
+    layers: tuple[str, ...],
+    pooling: str,
+    tile: int,
+    before_layer: Callable[[], None] | None = None,
+) -> dict[str, torch.Tensor]:
+    """Per-position Gram matrices Ĝ = Σ F Fᵀ / M of one image (C, C), summed over tiles without autograd."""
+    height, width = pixels.shape[-2:]
+    sums: dict[str, torch.Tensor] = {}
+    with torch.no_grad():
+        for t in tiles(height, width, tile):
+            features = model(t.crop(pixels), layers, pooling, before_layer)
+            for name in layers:
+                flat = _flat(t.core(features[name], name))
+                sums[name] = sums[name] + flat @ flat.T if name in sums else flat @ flat.T
+    return {name: s / _positions(height, width, name) for name, s in sums.items()}
+
+
+def _positions(height: int, width: int, layer: str) -> int:
+    h, w = feature_shape(height, width, layer)
+    return h * w
+
+
+def _flat(core: torch.Tensor) -> torch.Tensor:
+    """(1, C, h, w) core features as (C, h·w) fp32."""
+    return core.float().reshape(core.shape[1], -1)
+
+
+class TiledEvaluation:
+    """The objective's value, weighted terms and gradient with respect to the pixels, tile by tile.
+
+    Works from an Objective's targets (content features, style Grams, energies, weights): the
+    same loss as Objective.__call__, reorganised as statistics summed over positions.
+    """
+
+    def __init__(self, objective: object, tile: int, halo: int = HALO) -> None:
+        self.o = objective  # an Objective (typed loosely: objective.py imports this module)
+        self.tile = tile
+        self.halo = halo
+
+    def _features(self, crop: torch.Tensor) -> dict[str, torch.Tensor]:
+        o = self.o
+        p = o.params  # type: ignore[attr-defined]
+        with torch.autocast(crop.device.type, dtype=torch.bfloat16, enabled=p.precision == "bf16"):
+            return o.model(crop, o.layers, p.pooling)  # type: ignore[attr-defined]
+
+    def _content_sum(self, t: Tile, features: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Σ over the tile's core of the relative content error, already divided by the layer's size."""
+        o = self.o
+        p = o.params  # type: ignore[attr-defined]
+        total = features[p.content_layers[0]].new_zeros((), dtype=torch.float32)
+        for name in p.content_layers:
+            target = o.content_targets[name]  # type: ignore[attr-defined]
+            diff = t.core(features[name], name).float() - t.full(target, name)
+            total = total + diff.pow(2).sum() / (target.numel() * o.content_energy[name])  # type: ignore[attr-defined]
+        return total / len(p.content_layers)
+
+    def _tiles(self, pixels: torch.Tensor) -> Iterator[Tile]:
+        return iter(tiles(*pixels.shape[-2:], self.tile, self.halo))
+
+    def __call__(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(total, [content, style, tv] weighted terms, ∂total/∂pixels) for an RGB 0..255 image."""
+        o = self.o
+        p = o.params  # type: ignore[attr-defined]
+        pixels = pixels.detach()
+        height, width = pixels.shape[-2:]
+        # Pass 1: the statistics, summed over cores, without autograd.
+        sums: dict[str, torch.Tensor] = {}
+        content = pixels.new_zeros(())
+        with torch.no_grad():
+            for t in self._tiles(pixels):
+                features = self._features(t.crop(pixels))
+                content = content + self._content_sum(t, features)
+                for name in p.style_layers:
+                    flat = _flat(t.core(features[name], name))
+                    sums[name] = sums[name] + flat @ flat.T if name in sums else flat @ flat.T
+                del features
+        # The style term from the totals, and its derivative with respect to each Gram sum.
+        leaves = {name: s.requires_grad_(True) for name, s in sums.items()}
+        with torch.enable_grad():
+            style = pixels.new_zeros(())
+            for name, w in zip(p.style_layers, o.layer_weights, strict=True):  # type: ignore[attr-defined]
+                g = leaves[name] / _positions(height, width, name)
+                target, e = o.style_targets[name], o.style_energy[name]  # type: ignore[attr-defined]
+                style = style + w * (g - target).pow(2).mean() / e
+            style.backward()
+        d_sums = {name: leaf.grad for name, leaf in leaves.items()}
+        # Pass 2: per tile, the surrogate whose gradient is the global one on the core.
+        grad = torch.zeros_like(pixels)
+        for t in self._tiles(pixels):
+            crop = t.crop(pixels).clone().requires_grad_(True)
+            with torch.enable_grad():
+                features = self._features(crop)
+                surrogate = p.content_weight * self._content_sum(t, features)
+                for name in p.style_layers:
+                    flat = _flat(t.core(features[name], name))
+                    surrogate = surrogate + p.style_weight * (d_sums[name] * (flat @ flat.T)).sum()
+                del features
+                surrogate.backward()
+            assert crop.grad is not None
+            t.crop(grad).add_(crop.grad)
+        # Total variation on the whole image: a handful of image-sized tensors, no network.
+        tv = pixels.new_zeros(())
+        if p.tv_weight > 0:
+            leaf = pixels.clone().requires_grad_(True)
+            with torch.enable_grad():
+                tv = tv_loss(leaf)
+                (p.tv_weight * tv).backward()
+            assert leaf.grad is not None
+            grad.add_(leaf.grad)
+            tv = tv.detach()
+        terms = torch.stack([p.content_weight * content, p.style_weight * style.detach(), p.tv_weight * tv])
+        return terms.sum(), terms, grad
