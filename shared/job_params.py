@@ -99,6 +99,18 @@ class JobParams(BaseModel):
     precision: Literal["fp32", "bf16"] = Field(
         "fp32", description="bf16: the network's convolutions under bf16 autocast (Grams and losses stay fp32)"
     )
+    tile: int | None = Field(
+        None,
+        description="exact tiled evaluation in tiles of this many px (a multiple of 16 is used); 0 = never; "
+        "default: only when the image would not fit the worker's memory",
+    )
+
+    @field_validator("tile")
+    @classmethod
+    def _tile_size(cls, value: int | None) -> int | None:
+        if value is not None and value != 0 and not 32 <= value <= 8192:
+            raise ValueError("tile must be 0 (off) or from 32 to 8192 px")
+        return value
 
     @field_validator("content_weight", "style_weight", "tv_weight", "learning_rate")
     @classmethod

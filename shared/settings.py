@@ -48,6 +48,13 @@ class Settings(BaseSettings):
         default=2048 * 2048, description="refuse jobs whose output (params.size at the content's aspect) exceeds this"
     )
 
+    engine_memory_budget_mb: int | None = Field(
+        default=None,
+        ge=256,
+        description="memory one job may use on a CPU worker, MB (default 3072); it decides tiled evaluation and "
+        "L-BFGS's history length. A CUDA worker uses the device's free memory",
+    )
+
     # Bounds on what one upload or one job may cost (issue 12: decode memory, job size, snapshots, run time).
     upload_decode_memory_bytes: int = Field(
         default=160 * 1024 * 1024,

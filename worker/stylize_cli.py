@@ -14,6 +14,7 @@ from tqdm import tqdm
 from worker.context import resolve_device
 from worker.engine import Callbacks, EngineError, Losses, StyleParams
 from worker.engine import stylize as run_engine
+from worker.engine.memory import cpu_budget_from_environment
 
 DEFAULTS = StyleParams()
 
@@ -76,6 +77,9 @@ class BarCallbacks(Callbacks):
     show_default=True,
     help="bf16: the network's convolutions under bf16 autocast (for GPUs with bf16 tensor cores)",
 )
+@click.option(
+    "--tile", type=int, default=None, help="exact tiled evaluation in N-px tiles; 0 = off; default: when memory needs"
+)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N")
 @click.option("--weights", default="original", show_default=True, help="original, torchvision, or a state-dict path")
 @click.option("--json", "as_json", is_flag=True, help="print final losses and timings as one JSON object")
@@ -112,6 +116,7 @@ def stylize(
             result = run_engine(
                 content, list(styles), params, BarCallbacks(bar, snapshot_dir),
                 device=resolved, weights=weights, init_image=init_image,
+                memory_budget=cpu_budget_from_environment(),
             )  # fmt: skip
         result.image.save(output)
     except (EngineError, ValueError) as exc:
@@ -126,6 +131,8 @@ def stylize(
         "evaluations": result.evaluations,
         "device": result.device,
         "size": list(result.image.size),
+        "tile": result.memory.tile if result.memory else None,
+        "lbfgs_history": result.memory.history if result.memory else None,
     }
     click.echo(
         json.dumps(summary)

@@ -20,6 +20,7 @@ MIN_SIZE, MAX_SIZE = 16, 8192
 MAX_STYLE_SCALE = 4.0
 MAX_SCALES = 6
 MAX_STYLES = 8
+MIN_TILE = 32
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,9 @@ class StyleParams:
     scales: tuple[float, ...] = (1.0,)
     snapshot_every: int = 0  # 0 = no snapshots
     precision: str = "fp32"  # "bf16": convolutions under bf16 autocast; not yet measured on a GPU
+    # Exact tiled evaluation (tiling.py): tiles of this many px (rounded down to a multiple of 16),
+    # 0 = never; None = only when the whole image would not fit the memory budget (memory.py).
+    tile: int | None = None
 
     def lr(self) -> float:
         """The learning rate the optimiser gets."""
@@ -115,6 +119,8 @@ class StyleParams:
             raise EngineError("iterations must be at least the number of scales")
         _check_int("snapshot_every", self.snapshot_every, 0, MAX_ITERATIONS)
         _check_choice("precision", self.precision, PRECISIONS)
+        if self.tile is not None and self.tile != 0:
+            _check_int("tile", self.tile, MIN_TILE, MAX_SIZE)
         return self
 
     def blend(self, style_count: int) -> list[float]:

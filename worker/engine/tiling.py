@@ -19,11 +19,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
 from worker.engine.losses import tv_loss
 from worker.engine.vgg import VGG19Features
+
+if TYPE_CHECKING:  # objective.py imports this module for its tiled target passes
+    from worker.engine.objective import Objective
 
 ALIGN = 16  # VGG19's pooling stride before conv5_1: tiles start on its grid
 HALO = 80  # px: conv5_1 reads 70 px before and 85 − 15 = 70 px after a 16-px cell; rounded up to ALIGN
@@ -147,6 +151,11 @@ def _positions(height: int, width: int, layer: str) -> int:
     return h * w
 
 
+def _grad(leaf: torch.Tensor) -> torch.Tensor:
+    assert leaf.grad is not None
+    return leaf.grad
+
+
 def _flat(core: torch.Tensor) -> torch.Tensor:
     """(1, C, h, w) core features as (C, h·w) fp32."""
     return core.float().reshape(core.shape[1], -1)
@@ -159,35 +168,36 @@ class TiledEvaluation:
     same loss as Objective.__call__, reorganised as statistics summed over positions.
     """
 
-    def __init__(self, objective: object, tile: int, halo: int = HALO) -> None:
-        self.o = objective  # an Objective (typed loosely: objective.py imports this module)
+    def __init__(self, objective: Objective, tile: int, halo: int = HALO) -> None:
+        self.o = objective
         self.tile = tile
         self.halo = halo
 
     def _features(self, crop: torch.Tensor) -> dict[str, torch.Tensor]:
         o = self.o
-        p = o.params  # type: ignore[attr-defined]
+        p = o.params
         with torch.autocast(crop.device.type, dtype=torch.bfloat16, enabled=p.precision == "bf16"):
-            return o.model(crop, o.layers, p.pooling)  # type: ignore[attr-defined]
+            return o.model(crop, o.layers, p.pooling)
 
     def _content_sum(self, t: Tile, features: dict[str, torch.Tensor]) -> torch.Tensor:
         """Σ over the tile's core of the relative content error, already divided by the layer's size."""
         o = self.o
-        p = o.params  # type: ignore[attr-defined]
+        p = o.params
         total = features[p.content_layers[0]].new_zeros((), dtype=torch.float32)
         for name in p.content_layers:
-            target = o.content_targets[name]  # type: ignore[attr-defined]
+            target = o.content_targets[name]
             diff = t.core(features[name], name).float() - t.full(target, name)
-            total = total + diff.pow(2).sum() / (target.numel() * o.content_energy[name])  # type: ignore[attr-defined]
+            total = total + diff.pow(2).sum() / (target.numel() * o.content_energy[name])
         return total / len(p.content_layers)
 
     def _tiles(self, pixels: torch.Tensor) -> Iterator[Tile]:
-        return iter(tiles(*pixels.shape[-2:], self.tile, self.halo))
+        height, width = pixels.shape[-2:]
+        return iter(tiles(height, width, self.tile, self.halo))
 
     def __call__(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(total, [content, style, tv] weighted terms, ∂total/∂pixels) for an RGB 0..255 image."""
         o = self.o
-        p = o.params  # type: ignore[attr-defined]
+        p = o.params
         pixels = pixels.detach()
         height, width = pixels.shape[-2:]
         # Pass 1: the statistics, summed over cores, without autograd.
@@ -205,12 +215,12 @@ class TiledEvaluation:
         leaves = {name: s.requires_grad_(True) for name, s in sums.items()}
         with torch.enable_grad():
             style = pixels.new_zeros(())
-            for name, w in zip(p.style_layers, o.layer_weights, strict=True):  # type: ignore[attr-defined]
+            for name, w in zip(p.style_layers, o.layer_weights, strict=True):
                 g = leaves[name] / _positions(height, width, name)
-                target, e = o.style_targets[name], o.style_energy[name]  # type: ignore[attr-defined]
+                target, e = o.style_targets[name], o.style_energy[name]
                 style = style + w * (g - target).pow(2).mean() / e
             style.backward()
-        d_sums = {name: leaf.grad for name, leaf in leaves.items()}
+        d_sums = {name: _grad(leaf) for name, leaf in leaves.items()}
         # Pass 2: per tile, the surrogate whose gradient is the global one on the core.
         grad = torch.zeros_like(pixels)
         for t in self._tiles(pixels):
