@@ -29,8 +29,10 @@ class JobParams(TypedDict, total=False):
     style_blend_weights: list[float] | None
     preserve_color: bool
     scales: list[float]
+    pyramid_above: int
     snapshot_every: int
     precision: Literal["fp32", "bf16"]
+    tile: int | None
 
 
 class Loss(TypedDict):

@@ -27,7 +27,7 @@ Layer = Literal[
 
 # Bounds a queue job may ask for (the engine alone allows more).
 MAX_JOB_ITERATIONS = 5000
-MAX_JOB_SIZE = 2048
+MAX_JOB_SIZE = 8192  # the engine's bound; a deployment's limit is Settings.max_output_pixels (in pixels)
 MAX_WEIGHT = 1e9
 
 Weight = float
@@ -94,6 +94,13 @@ class JobParams(BaseModel):
         max_length=6,
         description="coarse-to-fine fractions, increasing, ending at 1.0",
         json_schema_extra=SCALES,
+    )
+    pyramid_above: int = Field(
+        0,
+        ge=0,
+        le=8192,
+        description="with the default scales, a size above this many px runs coarse to fine automatically "
+        "(steps of √2 from 256 px; the engine splits the iterations); 0 = never",
     )
     snapshot_every: int = Field(50, ge=0, le=MAX_JOB_ITERATIONS, description="0 = no snapshots")
     precision: Literal["fp32", "bf16"] = Field(

@@ -45,7 +45,9 @@ class Settings(BaseSettings):
         description="upload formats accepted, a subset of JPEG, PNG, WEBP (e.g. drop one during a decoder advisory)",
     )
     max_output_pixels: int = Field(
-        default=2048 * 2048, description="refuse jobs whose output (params.size at the content's aspect) exceeds this"
+        default=4096 * 4096,
+        description="refuse jobs whose output (params.size at the content's aspect) exceeds this; the large size "
+        "class ends here, so its workers need the memory for it (shared/size_classes.py)",
     )
 
     engine_memory_budget_mb: int | None = Field(
