@@ -205,6 +205,16 @@ def field_names() -> list[str]:
     return [f.name for f in fields(StyleParams)]
 
 
+def engine_regions(regions: dict[str, dict[str, float]] | None) -> tuple[RegionSpec, ...] | None:
+    """The job schema's regions ({colour: {style index: weight}}) as StyleParams.regions."""
+    if regions is None:
+        return None
+    return tuple(
+        (colour, tuple((int(index), float(weight)) for index, weight in styles.items()))
+        for colour, styles in regions.items()
+    )
+
+
 def _check_regions(regions: tuple[RegionSpec, ...], style_count: int) -> None:
     if not 1 <= len(regions) <= MAX_REGIONS:
         raise EngineError(f"regions needs 1 to {MAX_REGIONS} colours")
