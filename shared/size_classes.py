@@ -38,16 +38,18 @@ STYLE_PIXELS_PER_OUTPUT_PIXEL = 8
 class JobPixels:
     """The images one job makes the engine hold, in pixels, at its final (largest) scale.
 
-    Masks, when jobs get them, are held at the output's size and belong here too.
+    Label images (masks) are held decoded at their own size for the whole run and resized, like
+    the styles, into 0/1 masks without gradients: they count as style pixels do.
     """
 
     output: int  # the output, and the content image at the same size
     styles: tuple[int, ...]  # each style image at style_scale
+    masks: tuple[int, ...] = ()  # each label image as uploaded
 
     @property
     def counted(self) -> int:
         """What the job weighs against the size classes, in output pixels."""
-        return max(self.output, math.ceil(sum(self.styles) / STYLE_PIXELS_PER_OUTPUT_PIXEL))
+        return max(self.output, math.ceil((sum(self.styles) + sum(self.masks)) / STYLE_PIXELS_PER_OUTPUT_PIXEL))
 
     @property
     def styles_dominate(self) -> bool:
@@ -61,12 +63,22 @@ def fit_long_side(width: int, height: int, long_side: int) -> tuple[int, int]:
     return max(1, round(width * scale)), max(1, round(height * scale))
 
 
-def job_pixels(params: JobParams, content: tuple[int, int], styles: Sequence[tuple[int, int]]) -> JobPixels:
-    """The pixels of a job's output and style images, as the engine sizes them (images given as width, height)."""
+def job_pixels(
+    params: JobParams,
+    content: tuple[int, int],
+    styles: Sequence[tuple[int, int]],
+    masks: Sequence[tuple[int, int]] = (),
+) -> JobPixels:
+    """The pixels of a job's output, style and label images, as the engine sizes them (each as width, height)."""
     width, height = fit_long_side(*content, max(8, params.size))
-    style_long = max(8, round(max(width, height) * params.style_scale))
-    style_pixels = tuple(w * h for w, h in (fit_long_side(*style, style_long) for style in styles))
-    return JobPixels(output=width * height, styles=style_pixels)
+    style_pixels = tuple(
+        w * h
+        for w, h in (
+            fit_long_side(*style, max(8, round(max(width, height) * params.style_scale_of(index))))
+            for index, style in enumerate(styles)
+        )
+    )
+    return JobPixels(output=width * height, styles=style_pixels, masks=tuple(w * h for w, h in masks))
 
 
 @dataclass(frozen=True)

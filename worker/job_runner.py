@@ -21,6 +21,7 @@ from shared.storage import output_key
 from shared.webhooks import WebhookTarget, notify, webhook_target
 from worker.context import WorkerContext
 from worker.engine import EngineError, Resume, StyleParams, stylize
+from worker.engine.params import engine_regions
 from worker.job_callbacks import JobCallbacks, png_bytes
 from worker.lease_heartbeat import LeaseHeartbeat
 from worker.metrics import worker_metrics
@@ -29,8 +30,13 @@ log = logging.getLogger(__name__)
 
 
 def engine_params(params: dict[str, Any]) -> StyleParams:
-    """The engine's parameters for a job's stored params (JSON lists become tuples)."""
-    values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in params.items()}
+    """The engine's parameters for a job's stored params (JSON lists become tuples, regions (colour, styles) pairs)."""
+    values: dict[str, Any] = {
+        k: tuple(tuple(x) if isinstance(x, list) else x for x in v) if isinstance(v, list) else v
+        for k, v in params.items()
+    }
+    if "regions" in values:
+        values["regions"] = engine_regions(values["regions"])
     return StyleParams(**values)
 
 
@@ -69,6 +75,7 @@ def run_transfer(
         session.commit()
         snapshot = latest_snapshot(session, job_id)
         params, content_key, style_keys = job.params, job.content_key, list(job.style_keys)
+        mask_keys = job.mask_keys  # label images (spatial control); a resumed run reads them again
         attempt = job.attempts
     ctx.events.publish(job_id, "status", {"status": "running", "worker": worker_name, "attempt": attempt})
     notify(ctx.settings, webhook, job_id, "start")
@@ -92,6 +99,10 @@ def run_transfer(
                 resume=resume,
                 gram_cache=ctx.gram_cache,
                 memory_budget=_memory_budget(ctx.settings.engine_memory_budget_mb),
+                mask=_image(ctx, mask_keys["content"]) if mask_keys else None,
+                style_masks=[None if k is None else _image(ctx, k) for k in mask_keys.get("styles") or ()] or None
+                if mask_keys
+                else None,
             )
         except EngineError as exc:
             return _fail(ctx, job_id, owner, "invalid_job", str(exc), webhook)

@@ -13,9 +13,11 @@ from PIL import Image
 
 from worker.engine import imaging
 from worker.engine.callbacks import Callbacks, Interrupted, Losses
+from worker.engine.color import match_colours
 from worker.engine.errors import EngineError
 from worker.engine.evaluation import CachedEvaluation, first_lbfgs_step, pixels_of
 from worker.engine.gram_cache import GramCache
+from worker.engine.masks import Labels, read_labels
 from worker.engine.memory import MemoryPlan, device_budget, plan
 from worker.engine.objective import Objective
 from worker.engine.params import StyleParams
@@ -60,17 +62,22 @@ def stylize(
     resume: Resume | None = None,
     gram_cache: GramCache | None = None,
     memory_budget: int | None = None,
+    mask: str | Path | Image.Image | None = None,
+    style_masks: Sequence[str | Path | Image.Image | None] | None = None,
 ) -> Result:
     """Paint `content` in the style of `styles` and return the image (see StyleParams).
 
     `memory_budget` (bytes) is what a CPU run may use (default memory.DEFAULT_CPU_BUDGET); on
     CUDA the budget is the device's free memory. It sets the tile (unless params.tile does) and
     the L-BFGS history (memory.py).
+    `mask` is the content's label image for params.regions (spatial control), and `style_masks`
+    optionally one label image per style (None: the whole style serves each region that takes it).
     """
     params = (params or StyleParams()).validate(style_count=len(styles))
     callbacks = callbacks or Callbacks()
     if params.init == "image" and init_image is None:
         raise EngineError("init 'image' needs an init image")
+    labels = read_labels(params, len(styles), mask, style_masks)
     if resume is not None and not 0 <= resume.iteration < params.iterations:
         raise EngineError(f"resume iteration must be in [0, {params.iterations}), got {resume.iteration}")
     device = torch.device(device)
@@ -88,7 +95,7 @@ def stylize(
         model = load_vgg(weights, device, deepest_layer(params.content_layers + params.style_layers))
         started = time.perf_counter()  # the loop's time, targets included; not the network's loading
         callbacks.check_interrupt()
-        run = _Run(params, callbacks, model, device, content_image, style_images, gram_cache)
+        run = _Run(params, callbacks, model, device, content_image, style_images, gram_cache, labels)
         run.budget = device_budget(device, memory_budget)
         if resume is not None:
             pixels = imaging.to_tensor(imaging.open_image(resume.image)).to(device)
@@ -130,8 +137,10 @@ class _Run:
         content: Image.Image,
         styles: list[Image.Image],
         gram_cache: GramCache | None,
+        labels: Labels | None = None,
     ) -> None:
         self.params = params
+        self.labels = labels
         self.gram_cache = gram_cache
         self.callbacks = callbacks
         self.model = model
@@ -161,8 +170,16 @@ class _Run:
         width, height = imaging.fit_long_side(*self.content.size, max(8, round(p.size * scale)))
         content = imaging.to_tensor(self.content, (width, height)).to(self.device)  # (1, 3, H, W)
         self.content_rgb = content
-        style_long = max(8, round(max(width, height) * p.style_scale))
-        styles = [imaging.to_tensor(s, imaging.fit_long_side(*s.size, style_long)).to(self.device) for s in self.styles]
+        style_sizes = [
+            imaging.fit_long_side(*s.size, max(8, round(max(width, height) * p.scale_of_style(i))))
+            for i, s in enumerate(self.styles)
+        ]
+        styles = [imaging.to_tensor(s, size).to(self.device) for s, size in zip(self.styles, style_sizes, strict=True)]
+        if p.color_transfer == "before":
+            styles = [match_colours(s, content, p.color_transfer_method) for s in styles]
+        guides = None
+        if self.labels is not None:
+            guides = self.labels.guides((width, height), style_sizes, self.device)
         if p.preserve_color:
             content = imaging.luminance_image(content)
             styles = [imaging.match_luminance(imaging.luminance_image(s), content) for s in styles]
@@ -172,7 +189,7 @@ class _Run:
         try:
             check()  # resizing a large style image takes a while too
             model = self.model
-            objective = Objective(model, p, content, styles, self.gram_cache, check, memory.tile)  # type: ignore[arg-type]
+            objective = Objective(model, p, content, styles, self.gram_cache, check, guides, memory.tile)  # type: ignore[arg-type]
         except Interrupted:
             return pixels, done, losses, True
         del styles  # the Gram targets hold what the optimisation needs of them
@@ -222,9 +239,12 @@ class _Run:
         return pixels_of(z).detach(), done, losses, stopped
 
     def delivered(self, pixels: torch.Tensor) -> torch.Tensor:
-        """The image the user gets: with preserve_color, the result's luminance on the content's colours."""
+        """The image the user gets: with preserve_color, the result's luminance on the content's colours;
+        with color_transfer "after", the result's colours matched to the content's."""
         if self.params.preserve_color and self.content_rgb is not None:
             return imaging.with_chroma_of(pixels.detach(), imaging.resize(self.content_rgb, *pixels.shape[-2:]))
+        if self.params.color_transfer == "after" and self.content_rgb is not None:
+            return match_colours(pixels.detach(), self.content_rgb, self.params.color_transfer_method)
         return pixels.detach()
 
     def _initial_pixels(self, content: torch.Tensor) -> torch.Tensor:
