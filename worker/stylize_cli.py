@@ -87,6 +87,10 @@ class BarCallbacks(Callbacks):
 @click.option(
     "--tile", type=int, default=None, help="exact tiled evaluation in N-px tiles; 0 = off; default: when memory needs"
 )
+@click.option(
+    "--pyramid-above", type=int, default=DEFAULTS.pyramid_above, show_default=True,
+    help="above this size (px), coarse to fine in √2 steps from 256 px; 0 = never",
+)  # fmt: skip
 @click.option("--style-loss", type=click.Choice(["gram", "w2"]), default=DEFAULTS.style_loss, show_default=True)
 @click.option(
     "--color-transfer", type=click.Choice(["none", "before", "after"]), default=DEFAULTS.color_transfer,
