@@ -9,8 +9,10 @@ import torch
 from PIL import Image, ImageDraw
 
 from worker.engine import StyleParams, imaging
+from worker.engine import objective as objective_module
 from worker.engine.masks import read_labels
 from worker.engine.objective import WHOLE, Objective, style_moments
+from worker.engine.statistics import MomentSums, feature_moments
 from worker.engine.tiling import TiledEvaluation, spans, tiled_features, tiles
 from worker.engine.vgg import VGG19Features
 
@@ -113,11 +115,29 @@ def _halves(size: tuple[int, int]) -> Image.Image:
     return label
 
 
+def _permuted_moments(features: torch.Tensor, weights: torch.Tensor | None = None) -> MomentSums:
+    """feature_moments with the positions summed in another (fixed, random) order: the same sums, other rounding."""
+    b, c, h, w = features.shape
+    order = torch.randperm(h * w, generator=torch.Generator().manual_seed(7))
+    shuffled = features.reshape(b, c, h * w)[..., order].reshape(b, c, h, w)
+    if weights is not None:
+        weights = weights.expand(b, 1, h, w).reshape(b, 1, h * w)[..., order].reshape(b, 1, h, w)
+    return feature_moments(shuffled, weights)
+
+
 @pytest.mark.parametrize("style_loss", ["gram", "w2"])
 def test_tiled_equals_untiled_for_w2_and_for_masked_regions(
-    vgg: VGG19Features, images: dict[str, Path], style_loss: str
+    vgg: VGG19Features, images: dict[str, Path], style_loss: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """h14's statistics: the W2 loss, and guided (masked) terms per region, tile as exactly as the Gram loss."""
+    """h14's statistics: guided (masked) region terms and the W2 loss tile as exactly as float32 allows.
+
+    W2 differentiates eigenvalues of each region's covariance; dead ReLU channels make it singular,
+    and its near-zero eigenvalues (clamped, √ near its infinite slope) move the gradient by ~1e-3 of
+    its size under a mere reordering of the float32 sums (measured untiled: 0.7-2.5e-3). So for W2
+    the tiled gradient must be as close to the untiled one as the untiled one is to itself with its
+    positions summed in another order; a tiling error (a missed halo, a position counted twice) is
+    orders of magnitude larger.
+    """
     params = StyleParams(
         tv_weight=5.0, style_loss=style_loss, regions=(("#ff0000", ((0, 1.0),)), ("#0000ff", ((1, 1.0),)))
     )
@@ -133,4 +153,11 @@ def test_tiled_equals_untiled_for_w2_and_for_masked_regions(
     t_total, t_terms, t_grad = TiledEvaluation(objective, 112)(pixels)
     torch.testing.assert_close(t_terms, terms, rtol=1e-4, atol=0.0)
     torch.testing.assert_close(t_total, total, rtol=1e-4, atol=0.0)
-    _assert_same_gradient(t_grad, grad)
+    if style_loss == "gram":
+        _assert_same_gradient(t_grad, grad)
+        return
+    monkeypatch.setattr(objective_module, "feature_moments", _permuted_moments)
+    _, _, reordered = _untiled(objective, pixels)
+    noise = float((reordered - grad).abs().max())
+    assert 0 < noise < 1e-2 * float(grad.abs().max())  # the premise: W2's own rounding noise, small
+    assert float((t_grad - grad).abs().max()) <= 2 * noise
