@@ -29,6 +29,7 @@ class JobParams(TypedDict, total=False):
     style_blend_weights: list[float] | None
     preserve_color: bool
     scales: list[float]
+    pyramid_above: int
     snapshot_every: int
     precision: Literal["fp32", "bf16"]
     style_loss: Literal["gram", "w2"]
@@ -37,6 +38,7 @@ class JobParams(TypedDict, total=False):
     style_layer_weights_per_style: list[list[float]] | None
     style_scales: list[float] | None
     regions: dict[str, dict[str, float]] | None
+    tile: int | None
 
 
 class Loss(TypedDict):

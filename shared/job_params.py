@@ -27,7 +27,7 @@ Layer = Literal[
 
 # Bounds a queue job may ask for (the engine alone allows more).
 MAX_JOB_ITERATIONS = 5000
-MAX_JOB_SIZE = 2048
+MAX_JOB_SIZE = 8192  # the engine's bound; a deployment's limit is Settings.max_output_pixels (in pixels)
 MAX_WEIGHT = 1e9
 MAX_STYLES = 8  # the engine's most style images; IMPASTO_MAX_STYLES may lower it per deployment
 MAX_REGIONS = 16
@@ -112,10 +112,29 @@ class JobParams(BaseModel):
         description="coarse-to-fine fractions, increasing, ending at 1.0",
         json_schema_extra=SCALES,
     )
+    pyramid_above: int = Field(
+        0,
+        ge=0,
+        le=8192,
+        description="with the default scales, a size above this many px runs coarse to fine automatically "
+        "(steps of √2 from 256 px; the engine splits the iterations); 0 = never",
+    )
     snapshot_every: int = Field(50, ge=0, le=MAX_JOB_ITERATIONS, description="0 = no snapshots")
     precision: Literal["fp32", "bf16"] = Field(
         "fp32", description="bf16: the network's convolutions under bf16 autocast (Grams and losses stay fp32)"
     )
+    tile: int | None = Field(
+        None,
+        description="exact tiled evaluation in tiles of this many px (a multiple of 16 is used); 0 = never; "
+        "default: only when the image would not fit the worker's memory",
+    )
+
+    @field_validator("tile")
+    @classmethod
+    def _tile_size(cls, value: int | None) -> int | None:
+        if value is not None and value != 0 and not 32 <= value <= 8192:
+            raise ValueError("tile must be 0 (off) or from 32 to 8192 px")
+        return value
 
     style_loss: Literal["gram", "w2"] = Field(
         "gram",

@@ -16,13 +16,14 @@ from shared.task_names import LARGE_QUEUE, SMALL_QUEUE
 log = logging.getLogger(__name__)
 
 # GPU memory rule: 1 GB of GPU memory holds the optimisation of this many output pixels, after
-# RESERVED_GB for the CUDA context, the weights and the allocator. Estimate, float32: VGG19's
-# activations kept for the backward pass up to conv5_1 (~580 floats a pixel, most at full and
-# half resolution) and their gradients, ~3.5 kB, plus L-BFGS's history of 100 image-sized pairs,
-# 2.4 kB: ~6 kB a pixel, i.e. ~175 000 pixels a GB; the rule takes ~60 % of that for headroom
-# (line search, Gram matrices, style images). Calibrate it with the workers' peak-GPU-memory metric.
-PIXELS_PER_GB = 100_000
-RESERVED_GB = 1.5
+# RESERVED_GB for the CUDA context, the weights, the allocator and one tile's evaluation. The
+# engine evaluates in exact tiles when the whole image would not fit (worker/engine/memory.py),
+# so an output pixel costs what the engine holds at full size: ~14 image-sized fp32 buffers and
+# the content targets, ~0.2 kB, plus L-BFGS's history, 24 B a pair, which shrinks to fit (at
+# least 5 pairs). 1 kB a pixel leaves room for ~30 pairs: 1 M pixels a GB. Calibrate it with the
+# workers' peak-GPU-memory metric (bench/gpu.sh measures the largest size one GPU holds).
+PIXELS_PER_GB = 1_000_000
+RESERVED_GB = 3.0
 GB = 1024**3
 # A style image is run through the network once, without gradients, before the optimisation
 # starts, and only its Gram matrices are kept: measured on the CPU (fp32, up to conv5_1) its

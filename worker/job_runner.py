@@ -40,6 +40,11 @@ def engine_params(params: dict[str, Any]) -> StyleParams:
     return StyleParams(**values)
 
 
+def _memory_budget(megabytes: int | None) -> int | None:
+    """The engine's CPU memory budget in bytes (None: the engine's default)."""
+    return megabytes * 1024 * 1024 if megabytes is not None else None
+
+
 def _image(ctx: WorkerContext, key: str) -> Image.Image:
     return Image.open(io.BytesIO(ctx.storage.get(key)))
 
@@ -97,6 +102,7 @@ def run_transfer(
                 style_masks=[None if k is None else _image(ctx, k) for k in mask_keys.get("styles") or ()] or None
                 if mask_keys
                 else None,
+                memory_budget=_memory_budget(ctx.settings.engine_memory_budget_mb),
             )
         except EngineError as exc:
             return _fail(ctx, job_id, owner, "invalid_job", str(exc), webhook)

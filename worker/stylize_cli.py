@@ -15,6 +15,7 @@ from shared.region_options import parse_regions
 from worker.context import resolve_device
 from worker.engine import Callbacks, EngineError, Losses, StyleParams
 from worker.engine import stylize as run_engine
+from worker.engine.memory import cpu_budget_from_environment
 from worker.engine.params import engine_regions
 
 DEFAULTS = StyleParams()
@@ -102,6 +103,9 @@ class BarCallbacks(Callbacks):
     "--style-mask", "style_masks", multiple=True, help="a style's label image, one per style in order ('-': none)"
 )
 @click.option("--region", "regions", multiple=True, help="'#rrggbb=STYLE[:W],...' or '#rrggbb=' (content only)")
+@click.option(
+    "--tile", type=int, default=None, help="exact tiled evaluation in N-px tiles; 0 = off; default: when memory needs"
+)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N")
 @click.option("--weights", default="original", show_default=True, help="original, torchvision, or a state-dict path")
 @click.option("--json", "as_json", is_flag=True, help="print final losses and timings as one JSON object")
@@ -144,6 +148,7 @@ def stylize(
                 content, list(styles), params, BarCallbacks(bar, snapshot_dir),
                 device=resolved, weights=weights, init_image=init_image, mask=mask,
                 style_masks=[None if m == "-" else m for m in style_masks] or None,
+                memory_budget=cpu_budget_from_environment(),
             )  # fmt: skip
         result.image.save(output)
     except (EngineError, ValueError) as exc:
@@ -158,6 +163,8 @@ def stylize(
         "evaluations": result.evaluations,
         "device": result.device,
         "size": list(result.image.size),
+        "tile": result.memory.tile if result.memory else None,
+        "lbfgs_history": result.memory.history if result.memory else None,
     }
     click.echo(
         json.dumps(summary)

@@ -19,6 +19,7 @@ from worker.engine.losses import StyleTarget, content_loss, energy, style_target
 from worker.engine.masks import Guides, layer_masks
 from worker.engine.params import StyleParams
 from worker.engine.statistics import Moments, blend_moments, feature_moments
+from worker.engine.tiling import tiled_features
 from worker.engine.vgg import VGG19Features
 
 WHOLE = -1  # the region index of unmasked statistics
@@ -46,15 +47,19 @@ class Objective:
         gram_cache: GramCache | None = None,
         check_interrupt: Callable[[], None] | None = None,  # between layers of the target passes
         guides: Guides | None = None,
+        tile: int = 0,  # px; 0: the target passes see whole images, else tiles (tiling.py)
     ) -> None:
         self.model = model
         self.params = params
         self.layers = tuple(dict.fromkeys(params.content_layers + params.style_layers))
         with torch.no_grad():
-            features = model(content, params.content_layers, params.pooling, check_interrupt)
+            if tile:
+                features = tiled_features(model, content, params.content_layers, params.pooling, tile, check_interrupt)
+            else:
+                features = model(content, params.content_layers, params.pooling, check_interrupt)
             self.content_targets = {name: features[name].float() for name in params.content_layers}
             self.content_energy = {name: energy(t) for name, t in self.content_targets.items()}
-            self.style_terms = style_terms(model, params, styles, guides, gram_cache, check_interrupt)
+            self.style_terms = style_terms(model, params, styles, guides, gram_cache, check_interrupt, tile)
 
     def __call__(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(total, [content, style, tv] weighted terms) for an RGB 0..255 image."""
@@ -91,10 +96,11 @@ def style_terms(
     guides: Guides | None = None,
     cache: GramCache | None = None,
     check_interrupt: Callable[[], None] | None = None,
+    tile: int = 0,
 ) -> list[StyleTerm]:
     """The StyleTerms of a run: per region (or the whole image) and style layer, skipping empty ones."""
     per_style = [
-        style_moments(model, params, style, None if guides is None else guides.styles[i], cache, check_interrupt)
+        style_moments(model, params, style, None if guides is None else guides.styles[i], cache, check_interrupt, tile)
         for i, style in enumerate(styles)
     ]
     if guides is None:
@@ -152,13 +158,21 @@ def style_moments(
     masks: torch.Tensor | None,
     cache: GramCache | None,
     check_interrupt: Callable[[], None] | None = None,
+    tile: int = 0,
 ) -> dict[tuple[str, int], Moments]:
-    """Moments of one style image at each style layer: of the whole image and of each non-empty region of its label."""
+    """Moments of one style image at each style layer: of the whole image and of each non-empty region of its label.
+
+    With `tile`, a style image larger than a tile runs through the network tile by tile (tiling.py);
+    the feature maps assembled from the tiles' cores equal the whole image's.
+    """
     key = GramCache.key(style, params.style_layers, params.pooling, model, masks) if cache is not None else None
     if cache is not None and key is not None and (cached := cache.get(key)) is not None:
         return cached
     with torch.no_grad():
-        features = model(style, params.style_layers, params.pooling, check_interrupt)
+        if tile and max(style.shape[-2:]) > tile:
+            features = tiled_features(model, style, params.style_layers, params.pooling, tile, check_interrupt)
+        else:
+            features = model(style, params.style_layers, params.pooling, check_interrupt)
         moments = {(name, WHOLE): feature_moments(features[name]).normalised() for name in params.style_layers}
         if masks is not None:
             for name, mask in layer_masks(masks, params.style_layers).items():
@@ -177,11 +191,25 @@ def blended_style_grams(
     styles: list[torch.Tensor],
     cache: GramCache | None = None,
     check_interrupt: Callable[[], None] | None = None,
+    tile: int = 0,
 ) -> dict[str, torch.Tensor]:
     """Per style layer, Σ_s b_s·Ĝ_s over the style images (jcjohnson's blend of Gram targets)."""
     blend = params.blend(len(styles))
-    per_style = [style_moments(model, params, style, None, cache, check_interrupt) for style in styles]
+    per_style = [style_moments(model, params, style, None, cache, check_interrupt, tile) for style in styles]
     return {
         name: blend_moments([(b, m[(name, WHOLE)]) for b, m in zip(blend, per_style, strict=True)]).second
         for name in params.style_layers
     }
+
+
+def style_grams(
+    model: VGG19Features,
+    params: StyleParams,
+    style: torch.Tensor,
+    cache: GramCache | None,
+    check_interrupt: Callable[[], None] | None = None,
+    tile: int = 0,
+) -> dict[str, torch.Tensor]:
+    """Ĝ of one style image at each style layer (its second moments), from the cache when it has them."""
+    moments = style_moments(model, params, style, None, cache, check_interrupt, tile)
+    return {name: moments[(name, WHOLE)].second for name in params.style_layers}

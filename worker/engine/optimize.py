@@ -18,6 +18,7 @@ from worker.engine.errors import EngineError
 from worker.engine.evaluation import CachedEvaluation, first_lbfgs_step, pixels_of
 from worker.engine.gram_cache import GramCache
 from worker.engine.masks import Labels, read_labels
+from worker.engine.memory import MemoryPlan, device_budget, plan
 from worker.engine.objective import Objective
 from worker.engine.params import StyleParams
 from worker.engine.vgg import deepest_layer, load_vgg
@@ -46,6 +47,7 @@ class Result:
     seconds: float  # wall time of the loop, targets included
     evaluations: int  # forward+backward passes; L-BFGS's line search may add some
     device: str
+    memory: MemoryPlan | None = None  # the last stage's tile and L-BFGS history, and the budget they fit
 
 
 def stylize(
@@ -61,11 +63,15 @@ def stylize(
     gram_cache: GramCache | None = None,
     mask: str | Path | Image.Image | None = None,
     style_masks: Sequence[str | Path | Image.Image | None] | None = None,
+    memory_budget: int | None = None,
 ) -> Result:
     """Paint `content` in the style of `styles` and return the image (see StyleParams).
 
     `mask` is the content's label image for params.regions (spatial control), and `style_masks`
     optionally one label image per style (None: the whole style serves each region that takes it).
+    `memory_budget` (bytes) is what a CPU run may use (default memory.DEFAULT_CPU_BUDGET); on
+    CUDA the budget is the device's free memory. It sets the tile (unless params.tile does) and
+    the L-BFGS history (memory.py).
     """
     params = (params or StyleParams()).validate(style_count=len(styles))
     callbacks = callbacks or Callbacks()
@@ -90,6 +96,7 @@ def stylize(
         started = time.perf_counter()  # the loop's time, targets included; not the network's loading
         callbacks.check_interrupt()
         run = _Run(params, callbacks, model, device, content_image, style_images, gram_cache, labels)
+        run.budget = device_budget(device, memory_budget)
         if resume is not None:
             pixels = imaging.to_tensor(imaging.open_image(resume.image)).to(device)
         elif params.init == "image":
@@ -114,6 +121,7 @@ def stylize(
         seconds=time.perf_counter() - started,
         evaluations=run.evaluations if run is not None else 0,
         device=str(device),
+        memory=run.memory if run is not None else None,
     )
 
 
@@ -141,6 +149,8 @@ class _Run:
         self.styles = styles
         self.evaluations = 0
         self.content_rgb: torch.Tensor | None = None  # this stage's content in colour
+        self.budget = device_budget(device)
+        self.memory: MemoryPlan | None = None  # this stage's tile and L-BFGS history
 
     def stage(
         self,
@@ -174,9 +184,12 @@ class _Run:
             content = imaging.luminance_image(content)
             styles = [imaging.match_luminance(imaging.luminance_image(s), content) for s in styles]
         check = self.callbacks.check_interrupt
+        memory = plan(height, width, self.budget, p.tile, p.lbfgs_history, p.content_layers)
+        self.memory = memory
         try:
             check()  # resizing a large style image takes a while too
-            objective = Objective(self.model, p, content, styles, self.gram_cache, check, guides)  # type: ignore[arg-type]
+            model, cache = self.model, self.gram_cache
+            objective = Objective(model, p, content, styles, cache, check, guides, memory.tile)  # type: ignore[arg-type]
         except Interrupted:
             return pixels, done, losses, True
         del styles  # the Gram targets hold what the optimisation needs of them
@@ -187,8 +200,8 @@ class _Run:
             if p.preserve_color:
                 pixels = imaging.luminance_image(pixels)
         z = torch.logit((pixels / 255).clamp(_EDGE, 1 - _EDGE)).detach().contiguous().requires_grad_(True)
-        evaluate = CachedEvaluation(z, objective, check)
-        optimizer = self._optimizer(z)
+        evaluate = CachedEvaluation(z, objective, check, memory.tile)
+        optimizer = self._optimizer(z, memory.history)
 
         def closure() -> torch.Tensor:
             optimizer.zero_grad(set_to_none=True)
@@ -241,7 +254,7 @@ class _Run:
             return (255 * torch.sigmoid(z)).to(self.device)
         return content.clone()
 
-    def _optimizer(self, z: torch.Tensor) -> torch.optim.Optimizer:
+    def _optimizer(self, z: torch.Tensor, history: int) -> torch.optim.Optimizer:
         p = self.params
         if p.optimizer == "adam":
             return torch.optim.Adam([z], lr=p.lr())
@@ -252,7 +265,7 @@ class _Run:
             # torch's default max_eval is 1.25·max_iter, which with max_iter=1 leaves the line
             # search no evaluation at all (and L-BFGS stalls); allow 25 as torch's search does.
             max_eval=26,
-            history_size=p.lbfgs_history,
+            history_size=history,  # p.lbfgs_history, or fewer where the memory budget says so
             tolerance_grad=0.0,  # never stop early on a small gradient: its scale is arbitrary
             tolerance_change=0.0,
             line_search_fn="strong_wolfe",

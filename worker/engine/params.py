@@ -7,6 +7,7 @@ import re
 from dataclasses import dataclass, fields
 
 from worker.engine.errors import EngineError
+from worker.engine.pyramid import pyramid_stages
 from worker.engine.vgg import FEATURE_LAYERS, POOLINGS
 
 OPTIMIZERS = ("lbfgs", "adam")
@@ -31,6 +32,7 @@ COLOUR = re.compile(r"^#[0-9a-fA-F]{6}$")
 
 # A region of a label image: ("#rrggbb", ((style index, blend weight), ...)); no styles: content only.
 RegionSpec = tuple[str, tuple[tuple[int, float], ...]]
+MIN_TILE = 32
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,9 @@ class StyleParams:
     # Coarse-to-fine fractions of `size`, ending at 1.0. Single-scale by default: at 256 px,
     # (0.5, 1.0) did not reach the single-scale objective sooner (bench/multiscale.py).
     scales: tuple[float, ...] = (1.0,)
+    # With the default scales, a size above this many px runs the automatic √2 pyramid
+    # (pyramid.py) instead of a single scale; 0 = never. Kept at 0 by bench/pyramid.py (see RESULTS.md).
+    pyramid_above: int = 0
     snapshot_every: int = 0  # 0 = no snapshots
     precision: str = "fp32"  # "bf16": convolutions under bf16 autocast; not yet measured on a GPU
     style_loss: str = "gram"  # "w2": 2-Wasserstein distance between Gaussian fits of the features
@@ -77,6 +82,9 @@ class StyleParams:
     style_scales: tuple[float, ...] | None = None  # one style_scale per style; None: style_scale for all
     # Spatial control: the regions of the label image passed to stylize(mask=...); None: no regions.
     regions: tuple[RegionSpec, ...] | None = None
+    # Exact tiled evaluation (tiling.py): tiles of this many px (rounded down to a multiple of 16),
+    # 0 = never; None = only when the whole image would not fit the memory budget (memory.py).
+    tile: int | None = None
 
     def lr(self) -> float:
         """The learning rate the optimiser gets."""
@@ -136,6 +144,9 @@ class StyleParams:
         _check_int("snapshot_every", self.snapshot_every, 0, MAX_ITERATIONS)
         _check_choice("precision", self.precision, PRECISIONS)
         self._validate_controls(style_count)
+        _check_int("pyramid_above", self.pyramid_above, 0, MAX_SIZE)
+        if self.tile is not None and self.tile != 0:
+            _check_int("tile", self.tile, MIN_TILE, MAX_SIZE)
         return self
 
     def _validate_controls(self, style_count: int) -> None:
@@ -189,12 +200,23 @@ class StyleParams:
             return [1.0 / len(self.style_layers)] * len(self.style_layers)
         return list(self.style_layer_weights)
 
+    def uses_pyramid(self) -> bool:
+        """True when the automatic pyramid replaces the single default scale."""
+        return self.scales == (1.0,) and 0 < self.pyramid_above < self.size
+
     def stage_plan(self) -> list[tuple[float, int, int]]:
-        """(scale, first iteration, last iteration) per stage; iterations split evenly, 1-based."""
-        per_stage, extra = divmod(self.iterations, len(self.scales))
+        """(scale, first iteration, last iteration) per stage, 1-based.
+
+        Given scales split the iterations evenly (the remainder to the last stage); the automatic
+        pyramid splits them as pyramid.py says.
+        """
+        if self.uses_pyramid():
+            counts = pyramid_stages(self.size, self.iterations)
+        else:
+            per_stage, extra = divmod(self.iterations, len(self.scales))
+            counts = [(s, per_stage + (extra if i == len(self.scales) - 1 else 0)) for i, s in enumerate(self.scales)]
         plan, start = [], 1
-        for index, scale in enumerate(self.scales):
-            count = per_stage + (extra if index == len(self.scales) - 1 else 0)
+        for scale, count in counts:
             plan.append((scale, start, start + count - 1))
             start += count
         return plan
