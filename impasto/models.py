@@ -32,13 +32,13 @@ class JobParams(TypedDict, total=False):
     pyramid_above: int
     snapshot_every: int
     precision: Literal["fp32", "bf16"]
+    tile: int | None
     style_loss: Literal["gram", "w2"]
     color_transfer: Literal["none", "before", "after"]
     color_transfer_method: Literal["pca", "cholesky", "sym"]
     style_layer_weights_per_style: list[list[float]] | None
     style_scales: list[float] | None
     regions: dict[str, dict[str, float]] | None
-    tile: int | None
 
 
 class Loss(TypedDict):

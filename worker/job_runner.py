@@ -98,11 +98,11 @@ def run_transfer(
                 weights=ctx.settings.weights,
                 resume=resume,
                 gram_cache=ctx.gram_cache,
+                memory_budget=_memory_budget(ctx.settings.engine_memory_budget_mb),
                 mask=_image(ctx, mask_keys["content"]) if mask_keys else None,
                 style_masks=[None if k is None else _image(ctx, k) for k in mask_keys.get("styles") or ()] or None
                 if mask_keys
                 else None,
-                memory_budget=_memory_budget(ctx.settings.engine_memory_budget_mb),
             )
         except EngineError as exc:
             return _fail(ctx, job_id, owner, "invalid_job", str(exc), webhook)

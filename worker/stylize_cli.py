@@ -84,6 +84,9 @@ class BarCallbacks(Callbacks):
     show_default=True,
     help="bf16: the network's convolutions under bf16 autocast (for GPUs with bf16 tensor cores)",
 )
+@click.option(
+    "--tile", type=int, default=None, help="exact tiled evaluation in N-px tiles; 0 = off; default: when memory needs"
+)
 @click.option("--style-loss", type=click.Choice(["gram", "w2"]), default=DEFAULTS.style_loss, show_default=True)
 @click.option(
     "--color-transfer", type=click.Choice(["none", "before", "after"]), default=DEFAULTS.color_transfer,
@@ -103,9 +106,6 @@ class BarCallbacks(Callbacks):
     "--style-mask", "style_masks", multiple=True, help="a style's label image, one per style in order ('-': none)"
 )
 @click.option("--region", "regions", multiple=True, help="'#rrggbb=STYLE[:W],...' or '#rrggbb=' (content only)")
-@click.option(
-    "--tile", type=int, default=None, help="exact tiled evaluation in N-px tiles; 0 = off; default: when memory needs"
-)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N")
 @click.option("--weights", default="original", show_default=True, help="original, torchvision, or a state-dict path")
 @click.option("--json", "as_json", is_flag=True, help="print final losses and timings as one JSON object")
@@ -147,8 +147,8 @@ def stylize(
             result = run_engine(
                 content, list(styles), params, BarCallbacks(bar, snapshot_dir),
                 device=resolved, weights=weights, init_image=init_image, mask=mask,
-                style_masks=[None if m == "-" else m for m in style_masks] or None,
                 memory_budget=cpu_budget_from_environment(),
+                style_masks=[None if m == "-" else m for m in style_masks] or None,
             )  # fmt: skip
         result.image.save(output)
     except (EngineError, ValueError) as exc:

@@ -21,7 +21,9 @@ from worker.engine.tiling import ALIGN, HALO, layer_stride
 
 MB = 1024**2
 # A CPU run's budget when the caller names none: the worker passes IMPASTO_ENGINE_MEMORY_BUDGET_MB.
-DEFAULT_CPU_BUDGET = 3072 * MB
+# It counts what the run allocates, not the process's own ~1.1-1.5 GB (torch, the network, Celery):
+# 2.5 GB keeps a 2048 px job's whole process under 4 GiB (bench/print_size.py).
+DEFAULT_CPU_BUDGET = 2560 * MB
 # Peak growth of one forward and backward to conv5_1 (fp32, max pooling), per pixel of the image
 # or tile crop evaluated: measured 1.4-1.6 kB on the CPU at 384-768 px (bench/tiling_memory.py);
 # 2 kB leaves room for the allocator's fragmentation.

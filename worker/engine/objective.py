@@ -19,10 +19,8 @@ from worker.engine.losses import StyleTarget, content_loss, energy, style_target
 from worker.engine.masks import Guides, layer_masks
 from worker.engine.params import StyleParams
 from worker.engine.statistics import Moments, blend_moments, feature_moments
-from worker.engine.tiling import tiled_features
+from worker.engine.tiling import WHOLE, tiled_features, tiled_moment_sums
 from worker.engine.vgg import VGG19Features
-
-WHOLE = -1  # the region index of unmasked statistics
 
 
 @dataclass(frozen=True)
@@ -160,19 +158,18 @@ def style_moments(
     check_interrupt: Callable[[], None] | None = None,
     tile: int = 0,
 ) -> dict[tuple[str, int], Moments]:
-    """Moments of one style image at each style layer: of the whole image and of each non-empty region of its label.
-
-    With `tile`, a style image larger than a tile runs through the network tile by tile (tiling.py);
-    the feature maps assembled from the tiles' cores equal the whole image's.
-    """
+    """Moments of one style image at each style layer: of the whole image and of each non-empty region of its label."""
     key = GramCache.key(style, params.style_layers, params.pooling, model, masks) if cache is not None else None
     if cache is not None and key is not None and (cached := cache.get(key)) is not None:
         return cached
+    if tile and max(style.shape[-2:]) > tile:  # a print-size style: its sums, tile by tile
+        tiled = tiled_moment_sums(model, style, params.style_layers, params.pooling, tile, masks, check_interrupt)
+        moments = {k: s.normalised() for k, s in tiled.items() if k[1] == WHOLE or float(s.count) > 0}
+        if cache is not None and key is not None:
+            cache.put(key, moments)
+        return moments
     with torch.no_grad():
-        if tile and max(style.shape[-2:]) > tile:
-            features = tiled_features(model, style, params.style_layers, params.pooling, tile, check_interrupt)
-        else:
-            features = model(style, params.style_layers, params.pooling, check_interrupt)
+        features = model(style, params.style_layers, params.pooling, check_interrupt)
         moments = {(name, WHOLE): feature_moments(features[name]).normalised() for name in params.style_layers}
         if masks is not None:
             for name, mask in layer_masks(masks, params.style_layers).items():
@@ -191,25 +188,11 @@ def blended_style_grams(
     styles: list[torch.Tensor],
     cache: GramCache | None = None,
     check_interrupt: Callable[[], None] | None = None,
-    tile: int = 0,
 ) -> dict[str, torch.Tensor]:
     """Per style layer, Σ_s b_s·Ĝ_s over the style images (jcjohnson's blend of Gram targets)."""
     blend = params.blend(len(styles))
-    per_style = [style_moments(model, params, style, None, cache, check_interrupt, tile) for style in styles]
+    per_style = [style_moments(model, params, style, None, cache, check_interrupt) for style in styles]
     return {
         name: blend_moments([(b, m[(name, WHOLE)]) for b, m in zip(blend, per_style, strict=True)]).second
         for name in params.style_layers
     }
-
-
-def style_grams(
-    model: VGG19Features,
-    params: StyleParams,
-    style: torch.Tensor,
-    cache: GramCache | None,
-    check_interrupt: Callable[[], None] | None = None,
-    tile: int = 0,
-) -> dict[str, torch.Tensor]:
-    """Ĝ of one style image at each style layer (its second moments), from the cache when it has them."""
-    moments = style_moments(model, params, style, None, cache, check_interrupt, tile)
-    return {name: moments[(name, WHOLE)].second for name in params.style_layers}

@@ -61,17 +61,17 @@ def stylize(
     init_image: str | Path | Image.Image | None = None,
     resume: Resume | None = None,
     gram_cache: GramCache | None = None,
+    memory_budget: int | None = None,
     mask: str | Path | Image.Image | None = None,
     style_masks: Sequence[str | Path | Image.Image | None] | None = None,
-    memory_budget: int | None = None,
 ) -> Result:
     """Paint `content` in the style of `styles` and return the image (see StyleParams).
 
-    `mask` is the content's label image for params.regions (spatial control), and `style_masks`
-    optionally one label image per style (None: the whole style serves each region that takes it).
     `memory_budget` (bytes) is what a CPU run may use (default memory.DEFAULT_CPU_BUDGET); on
     CUDA the budget is the device's free memory. It sets the tile (unless params.tile does) and
     the L-BFGS history (memory.py).
+    `mask` is the content's label image for params.regions (spatial control), and `style_masks`
+    optionally one label image per style (None: the whole style serves each region that takes it).
     """
     params = (params or StyleParams()).validate(style_count=len(styles))
     callbacks = callbacks or Callbacks()
@@ -188,8 +188,8 @@ class _Run:
         self.memory = memory
         try:
             check()  # resizing a large style image takes a while too
-            model, cache = self.model, self.gram_cache
-            objective = Objective(model, p, content, styles, cache, check, guides, memory.tile)  # type: ignore[arg-type]
+            model = self.model
+            objective = Objective(model, p, content, styles, self.gram_cache, check, guides, memory.tile)  # type: ignore[arg-type]
         except Interrupted:
             return pixels, done, losses, True
         del styles  # the Gram targets hold what the optimisation needs of them

@@ -27,12 +27,12 @@ MIN_SIZE, MAX_SIZE = 16, 8192
 MAX_STYLE_SCALE = 4.0
 MAX_SCALES = 6
 MAX_STYLES = 8
+MIN_TILE = 32
 MAX_REGIONS = 16
 COLOUR = re.compile(r"^#[0-9a-fA-F]{6}$")
 
 # A region of a label image: ("#rrggbb", ((style index, blend weight), ...)); no styles: content only.
 RegionSpec = tuple[str, tuple[tuple[int, float], ...]]
-MIN_TILE = 32
 
 
 @dataclass(frozen=True)
@@ -73,6 +73,9 @@ class StyleParams:
     pyramid_above: int = 0
     snapshot_every: int = 0  # 0 = no snapshots
     precision: str = "fp32"  # "bf16": convolutions under bf16 autocast; not yet measured on a GPU
+    # Exact tiled evaluation (tiling.py): tiles of this many px (rounded down to a multiple of 16),
+    # 0 = never; None = only when the whole image would not fit the memory budget (memory.py).
+    tile: int | None = None
     style_loss: str = "gram"  # "w2": 2-Wasserstein distance between Gaussian fits of the features
     color_transfer: str = "none"  # "before": styles take the content's colours; "after": the result does
     color_transfer_method: str = "pca"  # the linear map: "pca", "cholesky" or "sym" (color.py)
@@ -82,9 +85,6 @@ class StyleParams:
     style_scales: tuple[float, ...] | None = None  # one style_scale per style; None: style_scale for all
     # Spatial control: the regions of the label image passed to stylize(mask=...); None: no regions.
     regions: tuple[RegionSpec, ...] | None = None
-    # Exact tiled evaluation (tiling.py): tiles of this many px (rounded down to a multiple of 16),
-    # 0 = never; None = only when the whole image would not fit the memory budget (memory.py).
-    tile: int | None = None
 
     def lr(self) -> float:
         """The learning rate the optimiser gets."""
@@ -143,10 +143,10 @@ class StyleParams:
             raise EngineError("iterations must be at least the number of scales")
         _check_int("snapshot_every", self.snapshot_every, 0, MAX_ITERATIONS)
         _check_choice("precision", self.precision, PRECISIONS)
-        self._validate_controls(style_count)
         _check_int("pyramid_above", self.pyramid_above, 0, MAX_SIZE)
         if self.tile is not None and self.tile != 0:
             _check_int("tile", self.tile, MIN_TILE, MAX_SIZE)
+        self._validate_controls(style_count)
         return self
 
     def _validate_controls(self, style_count: int) -> None:

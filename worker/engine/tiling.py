@@ -1,13 +1,13 @@
 """Exact tiled evaluation: the objective and its gradient computed tile by tile, in bounded memory.
 
-Every loss term is a function of statistics that are sums over feature positions: a style
-term's moment sums Σ f and Σ f fᵀ (statistics.py; masked for a region), a content layer's
-Σ (F − P)². So one pass without autograd sums each tile's statistics over its *core* positions
-(each feature position belongs to exactly one core); the loss and its derivative with respect to
-the statistics follow from the totals. A second pass runs, per tile, a backward of the surrogate
-⟨∂L/∂S, S_tile⟩ + the tile's content sum, whose gradient with respect to the tile's features is
-exactly the global ∂L/∂F restricted to its core, and adds the tile's whole input gradient, halo
-included, into one full-size buffer.
+Every loss term is a function of statistics that are sums over feature positions: a style term's
+moment sums Σw, Σw·f, Σw·f fᵀ (statistics.py: the Gram and W2 losses, masked per region or not), a
+content layer's Σ (F − P)². So one pass without autograd sums each tile's statistics over its
+*core* positions (each feature position belongs to exactly one core); the loss and its derivative
+with respect to the statistics follow from the totals. A second pass runs, per tile, a backward of
+the surrogate ⟨∂L/∂S, S_tile⟩ + the tile's content sum, whose gradient with respect to the tile's
+features is exactly the global ∂L/∂F restricted to its core, and adds the tile's whole input
+gradient, halo included, into one full-size buffer.
 
 A tile's crop is its core widened by HALO pixels (clipped at the image's edges). VGG19's conv5_1
 feature j reads input rows 16j − 70 … 16j + 85 (receptive field 156 px), so with HALO ≥ 80 every
@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from worker.engine.losses import tv_loss
+from worker.engine.masks import layer_masks
 from worker.engine.statistics import MomentSums, feature_moments
 from worker.engine.vgg import VGG19Features
 
@@ -34,6 +35,7 @@ if TYPE_CHECKING:  # objective.py imports this module for its tiled target passe
 ALIGN = 16  # VGG19's pooling stride before conv5_1: tiles start on its grid
 HALO = 80  # px: conv5_1 reads 70 px before and 85 − 15 = 70 px after a 16-px cell; rounded up to ALIGN
 MIN_TILE = 32
+WHOLE = -1  # the region index of unmasked statistics (objective.py's terms use it too)
 # Bytes a pixel of one tile's crop costs during forward and backward to conv5_1 (fp32, max
 # pooling): measured peak RSS growth on the CPU (bench/tiling_memory.py), with headroom.
 TILE_BYTES_PER_PIXEL = 4000
@@ -128,46 +130,37 @@ def tiled_features(
     return out
 
 
-def tiled_grams(
+def tiled_moment_sums(
     model: VGG19Features,
     pixels: torch.Tensor,
     layers: tuple[str, ...],
     pooling: str,
     tile: int,
+    masks: torch.Tensor | None = None,  # (R, 1, H, W) region masks of this image, or None
     before_layer: Callable[[], None] | None = None,
-) -> dict[str, torch.Tensor]:
-    """Per-position Gram matrices Ĝ = Σ F Fᵀ / M of one image (C, C), summed over tiles without autograd."""
+) -> dict[tuple[str, int], MomentSums]:
+    """One image's moment sums per (layer, WHOLE) and per (layer, region), summed over tiles without autograd."""
     height, width = pixels.shape[-2:]
-    sums: dict[str, torch.Tensor] = {}
+    at_layer = layer_masks(masks, layers) if masks is not None else {}
+    sums: dict[tuple[str, int], MomentSums] = {}
     with torch.no_grad():
         for t in tiles(height, width, tile):
             features = model(t.crop(pixels), layers, pooling, before_layer)
             for name in layers:
-                flat = _flat(t.core(features[name], name))
-                sums[name] = sums[name] + flat @ flat.T if name in sums else flat @ flat.T
-    return {name: s / _positions(height, width, name) for name, s in sums.items()}
-
-
-def _positions(height: int, width: int, layer: str) -> int:
-    h, w = feature_shape(height, width, layer)
-    return h * w
-
-
-def _grad_or_zero(leaf: torch.Tensor) -> torch.Tensor:
-    return leaf.grad if leaf.grad is not None else torch.zeros_like(leaf)
-
-
-def _flat(core: torch.Tensor) -> torch.Tensor:
-    """(1, C, h, w) core features as (C, h·w) fp32."""
-    return core.float().reshape(core.shape[1], -1)
+                core = t.core(features[name], name)
+                pieces = {(name, WHOLE): feature_moments(core)}
+                for region, mask in enumerate(at_layer.get(name, ())):
+                    pieces[(name, region)] = feature_moments(core, t.full(mask[None], name))
+                for key, piece in pieces.items():
+                    sums[key] = sums[key] + piece if key in sums else piece
+    return sums
 
 
 class TiledEvaluation:
     """The objective's value, weighted terms and gradient with respect to the pixels, tile by tile.
 
-    Works from an Objective's targets (content features, style terms): the same loss as
-    Objective.__call__, reorganised as statistics summed over positions (statistics.py), so any
-    style loss (Gram, W2) and any region mask tiles alike.
+    Works from an Objective's targets (content features, style Grams, energies, weights): the
+    same loss as Objective.__call__, reorganised as statistics summed over positions.
     """
 
     def __init__(self, objective: Objective, tile: int, halo: int = HALO) -> None:
@@ -192,56 +185,63 @@ class TiledEvaluation:
             total = total + diff.pow(2).sum() / (target.numel() * o.content_energy[name])
         return total / len(p.content_layers)
 
-    @staticmethod
-    def _term_sums(t: Tile, features: dict[str, torch.Tensor], term: StyleTerm) -> MomentSums:
-        """A style term's moment sums over the tile's core (weighted by the term's mask there, if any)."""
-        core = t.core(features[term.layer], term.layer)
-        return feature_moments(core, None if term.mask is None else t.full(term.mask, term.layer))
-
     def _tiles(self, pixels: torch.Tensor) -> Iterator[Tile]:
         height, width = pixels.shape[-2:]
         return iter(tiles(height, width, self.tile, self.halo))
+
+    def _term_sums(
+        self, t: Tile, features: dict[str, torch.Tensor], term: StyleTerm, unmasked: dict[str, MomentSums]
+    ) -> MomentSums:
+        """A style term's moment sums over the tile's core (inside the term's mask, if any)."""
+        core = t.core(features[term.layer], term.layer)
+        if term.mask is None:
+            if term.layer not in unmasked:
+                unmasked[term.layer] = feature_moments(core)
+            return unmasked[term.layer]
+        return feature_moments(core, t.full(term.mask, term.layer))
 
     def __call__(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(total, [content, style, tv] weighted terms, ∂total/∂pixels) for an RGB 0..255 image."""
         o = self.o
         p = o.params
-        pixels = pixels.detach()
-        height, width = pixels.shape[-2:]
-        # Pass 1: the statistics, summed over cores, without autograd: per style term (a layer,
-        # inside a region's mask or not), the moment sums of statistics.py.
         terms = o.style_terms
+        pixels = pixels.detach()
+        # Pass 1: each style term's moment sums over the cores, and the content error, without autograd.
         sums: list[MomentSums | None] = [None] * len(terms)
         content = pixels.new_zeros(())
         with torch.no_grad():
             for t in self._tiles(pixels):
                 features = self._features(t.crop(pixels))
                 content = content + self._content_sum(t, features)
-                for k, term in enumerate(terms):
-                    part = self._term_sums(t, features, term)
-                    sums[k] = part if sums[k] is None else sums[k] + part  # type: ignore[operator]
+                unmasked: dict[str, MomentSums] = {}
+                for i, term in enumerate(terms):
+                    piece = self._term_sums(t, features, term, unmasked)
+                    previous = sums[i]
+                    sums[i] = piece if previous is None else previous + piece
                 del features
         # The style term from the totals, and its derivative with respect to each term's sums.
-        leaves = [(s.count, s.total.requires_grad_(True), s.outer.requires_grad_(True)) for s in sums if s is not None]
+        leaves = [_leaf(s) for s in sums]
         with torch.enable_grad():
             style = pixels.new_zeros(())
-            for term, (count, total, outer) in zip(terms, leaves, strict=True):
-                style = style + term.weight * term.target(MomentSums(count, total, outer).normalised())
-            if terms:
+            for term, leaf in zip(terms, leaves, strict=True):
+                style = style + term.weight * term.target(leaf.normalised())
+            if style.requires_grad:
                 style.backward()
-        # A Gram term does not read the mean: no gradient reaches its Σ f, which then counts as 0.
-        d_sums = [(_grad_or_zero(total), _grad_or_zero(outer)) for _count, total, outer in leaves]
-        # Pass 2: per tile, the surrogate whose gradient is the global one on the core.
+        slopes = [(leaf.total.grad, leaf.outer.grad) for leaf in leaves]  # None where a loss ignores a sum
+        # Pass 2: per tile, the surrogate ⟨∂L/∂S, S_tile⟩ whose gradient is the global one on the core.
         grad = torch.zeros_like(pixels)
         for t in self._tiles(pixels):
             crop = t.crop(pixels).clone().requires_grad_(True)
             with torch.enable_grad():
                 features = self._features(crop)
                 surrogate = p.content_weight * self._content_sum(t, features)
-                for term, (d_total, d_outer) in zip(terms, d_sums, strict=True):
-                    part = self._term_sums(t, features, term)
-                    linear = (d_total * part.total).sum() + (d_outer * part.outer).sum()
-                    surrogate = surrogate + p.style_weight * linear
+                unmasked = {}
+                for term, (d_total, d_outer) in zip(terms, slopes, strict=True):
+                    piece = self._term_sums(t, features, term, unmasked)
+                    if d_total is not None:
+                        surrogate = surrogate + p.style_weight * (d_total * piece.total).sum()
+                    if d_outer is not None:
+                        surrogate = surrogate + p.style_weight * (d_outer * piece.outer).sum()
                 del features
                 surrogate.backward()
             assert crop.grad is not None
@@ -249,12 +249,18 @@ class TiledEvaluation:
         # Total variation on the whole image: a handful of image-sized tensors, no network.
         tv = pixels.new_zeros(())
         if p.tv_weight > 0:
-            leaf = pixels.clone().requires_grad_(True)
+            image = pixels.clone().requires_grad_(True)
             with torch.enable_grad():
-                tv = tv_loss(leaf)
+                tv = tv_loss(image)
                 (p.tv_weight * tv).backward()
-            assert leaf.grad is not None
-            grad.add_(leaf.grad)
+            assert image.grad is not None
+            grad.add_(image.grad)
             tv = tv.detach()
-        terms = torch.stack([p.content_weight * content, p.style_weight * style.detach(), p.tv_weight * tv])
-        return terms.sum(), terms, grad
+        terms_out = torch.stack([p.content_weight * content, p.style_weight * style.detach(), p.tv_weight * tv])
+        return terms_out.sum(), terms_out, grad
+
+
+def _leaf(sums: MomentSums | None) -> MomentSums:
+    """Sums as autograd leaves (count stays a constant)."""
+    assert sums is not None  # every term saw at least one tile
+    return MomentSums(sums.count, sums.total.clone().requires_grad_(True), sums.outer.clone().requires_grad_(True))
