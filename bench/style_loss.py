@@ -46,7 +46,7 @@ def time_losses(size: int, repeats: int, device: str) -> dict[str, float]:
     style = imaging.to_tensor(style_image, imaging.fit_long_side(*style_image.size, size)).to(device)
     objectives = {kind: Objective(model, StyleParams(style_loss=kind), content, [style]) for kind in ("gram", "w2")}
     times: dict[str, list[float]] = {kind: [] for kind in objectives}
-    for kind, objective in objectives.items():  # warm-up
+    for objective in objectives.values():  # warm-up
         evaluation_seconds(objective, content)
     for _ in range(repeats):
         for kind, objective in objectives.items():

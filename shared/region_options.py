@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-REGION_SPEC = re.compile(r"^(#[0-9a-fA-F]{6})=(.*)$")
+REGION_SPEC = re.compile(r"^(#[0-9a-fA-F]{6})\s*=(.*)$")
 
 
 def parse_region(text: str) -> tuple[str, dict[str, float]]:

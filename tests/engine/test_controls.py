@@ -57,7 +57,10 @@ def test_colour_transfer_moves_the_results_colours_towards_the_contents(images, 
     plain = stylize(images["content"], [images["style"]], base)
     controlled = stylize(images["content"], [images["style"]], StyleParams(**{**base.__dict__, "color_transfer": when}))
     content = _tensor(str(images["content"]), plain.image.size)
-    before, after = _colour_distance(_tensor(plain.image), content), _colour_distance(_tensor(controlled.image), content)
+    before, after = (
+        _colour_distance(_tensor(plain.image), content),
+        _colour_distance(_tensor(controlled.image), content),
+    )
     assert after < 0.7 * before, (before, after)
 
 
@@ -74,7 +77,10 @@ def test_per_style_layer_weights_put_one_style_deep_and_the_other_shallow(vgg, i
     result = stylize(images["content"], [images["style"], images["style2"]], params)
     image = _tensor(result.image)
     long_side = max(result.image.size)
-    a, b = (_tensor(str(images[k]), imaging.fit_long_side(64, 64 if k == "style" else 48, long_side)) for k in ("style", "style2"))
+    a, b = (
+        _tensor(str(images[k]), imaging.fit_long_side(64, 64 if k == "style" else 48, long_side))
+        for k in ("style", "style2")
+    )
     for layer in ("conv4_1", "conv5_1"):
         assert _gram_error(vgg, image, a, layer) < _gram_error(vgg, image, b, layer), layer
     for layer in ("conv1_1", "conv2_1"):
@@ -172,7 +178,9 @@ def test_mask_with_an_unnamed_colour_is_refused(images) -> None:
     """A label colour no region names is an EngineError that lists it."""
     label = _halves(imaging.open_image(images["content"]).size)
     with pytest.raises(EngineError, match=r"#0000ff"):
-        stylize(images["content"], [images["style"]], StyleParams(iterations=1, size=32, regions=((RED, ()),)), mask=label)
+        stylize(
+            images["content"], [images["style"]], StyleParams(iterations=1, size=32, regions=((RED, ()),)), mask=label
+        )
 
 
 def test_regions_without_a_mask_and_a_mask_without_regions_are_refused(images) -> None:

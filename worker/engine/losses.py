@@ -85,7 +85,12 @@ class W2Target:
         """The relative W2² of `moments` (1.0: as far off as a blank image)."""
         cov = _symmetric(moments.covariance())
         product = _symmetric(self.cov_sqrt @ cov @ self.cov_sqrt)
-        cross = torch.linalg.eigvalsh(product).clamp_min(self.floor).sqrt().sum()
+        values = torch.linalg.eigvalsh(product)
+        # Σx from a few positions (a small image's deep layer, a small region) is rank-deficient: its
+        # zero eigenvalues come out as rounding noise, where √'s slope is huge and the gradient would be
+        # noise too. A floor a few ulps of the largest eigenvalue up clamps them (no gradient).
+        noise = 100 * torch.finfo(values.dtype).eps * values.max().detach()
+        cross = values.clamp_min(torch.maximum(self.floor, noise)).sqrt().sum()
         mean_term = (moments.mean - self.mean).pow(2).sum()
         return (mean_term + torch.diagonal(cov).sum() + self.cov_trace - 2 * cross) / self.energy
 
