@@ -132,8 +132,9 @@ def test_tiled_equals_untiled_for_w2_and_for_masked_regions(
     """h14's statistics: guided (masked) region terms and the W2 loss tile as exactly as float32 allows.
 
     W2 differentiates eigenvalues of each region's covariance; dead ReLU channels make it singular,
-    and its near-zero eigenvalues (clamped, √ near its infinite slope) move the gradient by ~1e-3 of
-    its size under a mere reordering of the float32 sums (measured untiled: 0.7-2.5e-3). So for W2
+    and its near-zero eigenvalues (clamped, √ near its infinite slope) moved the gradient by ~1e-3 of
+    its size under a mere reordering of the float32 sums (measured untiled before h14's noise floor
+    in W2Target: 0.7-2.5e-3). So for W2
     the tiled gradient must be as close to the untiled one as the untiled one is to itself with its
     positions summed in another order; a tiling error (a missed halo, a position counted twice) is
     orders of magnitude larger.
@@ -158,6 +159,6 @@ def test_tiled_equals_untiled_for_w2_and_for_masked_regions(
         return
     monkeypatch.setattr(objective_module, "feature_moments", _permuted_moments)
     _, _, reordered = _untiled(objective, pixels)
-    noise = float((reordered - grad).abs().max())
-    assert 0 < noise < 1e-2 * float(grad.abs().max())  # the premise: W2's own rounding noise, small
-    assert float((t_grad - grad).abs().max()) <= 2 * noise
+    noise, scale = float((reordered - grad).abs().max()), float(grad.abs().max())
+    assert noise < 1e-2 * scale  # the premise: W2's own rounding noise is small
+    assert float((t_grad - grad).abs().max()) <= max(2 * noise, 1e-4 * scale)
