@@ -1,7 +1,7 @@
 """Benchmark: peak memory (max RSS) and seconds per iteration at print sizes, tiled and untiled (CPU).
 
     python -m bench.print_size [--runs 512:0,512:auto,1024:0,1024:auto,2048:auto] [--iterations 3]
-                               [--budget-mb 2560] [--no-record]
+                               [--budget-mb 2048] [--no-record]
 
 Each run is its own process under `/usr/bin/time -v` (max RSS is the whole process's: Python,
 torch, the network, targets and optimiser), stylize() with the default StyleParams (L-BFGS),
@@ -76,7 +76,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", default="512:0,512:auto,1024:0,1024:auto,2048:auto")
     parser.add_argument("--iterations", type=int, default=3)
-    parser.add_argument("--budget-mb", type=int, default=2560)
+    parser.add_argument("--budget-mb", type=int, default=2048)
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--no-record", action="store_true")
     args = parser.parse_args()

@@ -53,7 +53,7 @@ class Settings(BaseSettings):
     engine_memory_budget_mb: int | None = Field(
         default=None,
         ge=256,
-        description="memory one job may use on a CPU worker, MB (default 2560); it decides tiled evaluation and "
+        description="memory one job may use on a CPU worker, MB (default 2048); it decides tiled evaluation and "
         "L-BFGS's history length. A CUDA worker uses the device's free memory",
     )
 

@@ -21,9 +21,11 @@ from worker.engine.tiling import ALIGN, HALO, layer_stride
 
 MB = 1024**2
 # A CPU run's budget when the caller names none: the worker passes IMPASTO_ENGINE_MEMORY_BUDGET_MB.
-# It counts what the run allocates, not the process's own ~1.1-1.5 GB (torch, the network, Celery):
-# 2.5 GB keeps a 2048 px job's whole process under 4 GiB (bench/print_size.py).
-DEFAULT_CPU_BUDGET = 2560 * MB
+# It counts what the run allocates, not the rest of the process (torch, the network, targets'
+# passes: ~1.7 GB measured). At 2560 MB a 2048x1362 job peaked at 3.06 GiB in its first iteration
+# (tile 560) and its 16 history pairs would add 1.0 GiB: over 4 GiB. 2048 MB plans tile 464 and
+# 12 pairs, ~3.6 GiB in all (bench/print_size.py; RESULTS.md, issue 15).
+DEFAULT_CPU_BUDGET = 2048 * MB
 # Peak growth of one forward and backward to conv5_1 (fp32, max pooling), per pixel of the image
 # or tile crop evaluated: measured 1.4-1.6 kB on the CPU at 384-768 px (bench/tiling_memory.py);
 # 2 kB leaves room for the allocator's fragmentation.
