@@ -159,8 +159,9 @@ def tiled_moment_sums(
 class TiledEvaluation:
     """The objective's value, weighted terms and gradient with respect to the pixels, tile by tile.
 
-    Works from an Objective's targets (content features, style Grams, energies, weights): the
-    same loss as Objective.__call__, reorganised as statistics summed over positions.
+    Works from an Objective's content targets and style terms (statistics.py sums, masked or not,
+    against a Gram or W2 target): the same loss as Objective.__call__, reorganised as statistics
+    summed over positions.
     """
 
     def __init__(self, objective: Objective, tile: int, halo: int = HALO) -> None:
