@@ -22,11 +22,14 @@ def request_fingerprint(
     params: dict[str, Any],
     webhook: str | None = None,
     webhook_events: list[str] | None = None,
+    masks: dict[str, Any] | None = None,
 ) -> str:
-    """A hash of what a submission asks: its images (by content hash), its params and its webhook."""
+    """A hash of what a submission asks: its images (by content hash), its params, its webhook and its masks."""
     asked: dict[str, Any] = {"content": content_key, "styles": style_keys, "params": params}
     if webhook is not None:  # absent for a job without one, so older fingerprints still match
         asked |= {"webhook": webhook, "webhook_events": webhook_events}
+    if masks is not None:  # likewise
+        asked["masks"] = masks
     canonical = json.dumps(asked, sort_keys=True)
     return hashlib.sha256(canonical.encode()).hexdigest()
 

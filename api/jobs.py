@@ -24,7 +24,7 @@ from impasto.api.pagination import ListQuery, encode_cursor, is_uuid
 from impasto.api.quota import check_active_jobs
 from impasto.api.schemas import ErrorBody, JobList, JobSubmission
 from impasto.api.schemas import Job as JobSchema
-from impasto.api.submission import read_submission
+from impasto.api.submission import Submission, read_submission
 from impasto.shared.api_keys import key_is_active_clause
 from impasto.shared.enqueue import enqueue_job
 from impasto.shared.job_endings import JobWatchers
@@ -38,6 +38,14 @@ from impasto.shared.storage import Storage, job_prefix, upload_key
 bp = Blueprint("jobs", __name__, url_prefix="/v1/jobs")
 
 PREFER_WAIT_POLL_S = 0.25  # how often a POST held by Prefer: wait re-reads the job
+
+
+def stored_mask_keys(submission: Submission) -> dict[str, Any] | None:
+    """Where a job's label images are stored: {"content": key, "styles": [key or None, ...]}; None without."""
+    if submission.mask is None:
+        return None
+    styles = [None if m is None else upload_key(m.data, m.extension) for m in submission.style_masks or ()]
+    return {"content": upload_key(submission.mask.data, submission.mask.extension), "styles": styles or None}
 
 
 @bp.post("")
@@ -63,12 +71,16 @@ def create_job() -> tuple[Response, int, dict[str, str]]:
     content_key = upload_key(submission.content.data, submission.content.extension)
     style_keys = [upload_key(style.data, style.extension) for style in submission.styles]
     params = submission.params.model_dump(mode="json")
-    fingerprint = request_fingerprint(content_key, style_keys, params, submission.webhook, submission.webhook_events)
+    mask_keys = stored_mask_keys(submission)
+    fingerprint = request_fingerprint(
+        content_key, style_keys, params, submission.webhook, submission.webhook_events, mask_keys
+    )
     session = db_session()
     if idempotency_key is not None and (earlier := find_key(session, idempotency_key)) is not None:
         return replay(earlier, fingerprint)
     check_active_jobs(session, owner, impasto.settings.max_active_jobs)
-    for image in (submission.content, *submission.styles):
+    masks = [m for m in (submission.mask, *(submission.style_masks or ())) if m is not None]
+    for image in (submission.content, *submission.styles, *masks):
         store_upload(impasto.storage, image)
     # Owned from its INSERT: no other transaction ever sees the job without its owner.
     job = insert_job(
@@ -80,6 +92,7 @@ def create_job() -> tuple[Response, int, dict[str, str]]:
         owner_key_id=owner,
         webhook_url=submission.webhook,
         webhook_events=submission.webhook_events,
+        mask_keys=mask_keys,
     )
     if idempotency_key is not None:
         remember_key(session, idempotency_key, fingerprint, job.id, impasto.settings.idempotency_ttl_s)

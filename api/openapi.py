@@ -160,13 +160,21 @@ def multipart_encoding(app: Flask) -> dict[str, Any]:
     """Content types of the job form's parts: JSON params, and the image types this deployment accepts."""
     formats = app.extensions[EXTENSION_KEY].settings.allowed_image_formats
     images = {"contentType": ", ".join(MEDIA_TYPES[name] for name in formats)}
-    return {"params": {"contentType": "application/json"}, "content": images, "style": images}
+    return {
+        "params": {"contentType": "application/json"},
+        "content": images,
+        "style": images,
+        "mask": images,
+        "style_mask": images,
+    }
 
 
 def deployment_limits(schemas: dict[str, Any], app: Flask) -> None:
     """Write this deployment's settings into the models' schemas: the most style images a job takes."""
     settings = app.extensions[EXTENSION_KEY].settings
-    schemas[JobSubmission.__name__]["properties"]["style"]["maxItems"] = settings.max_styles
+    properties = schemas[JobSubmission.__name__]["properties"]
+    properties["style"]["maxItems"] = settings.max_styles
+    properties["style_mask"]["maxItems"] = settings.max_styles
 
 
 RefKey = tuple[type[BaseModel], JsonSchemaMode]

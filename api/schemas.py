@@ -185,8 +185,11 @@ class JobSubmission(BaseModel):
 
     model_config = ConfigDict(
         extra="forbid",
-        # OpenAPI 3.1 (JSON Schema 2020-12): a filter without a webhook is refused.
-        json_schema_extra={"dependentRequired": {"webhook_events_filter": ["webhook"]}},
+        # OpenAPI 3.1 (JSON Schema 2020-12): a filter without a webhook is refused, and so are masks
+        # without the params that name their regions.
+        json_schema_extra={
+            "dependentRequired": {"webhook_events_filter": ["webhook"], "mask": ["params"], "style_mask": ["mask"]}
+        },
     )
 
     content: bytes = Field(description="the content image: JPEG, PNG or WebP")
@@ -195,6 +198,19 @@ class JobSubmission(BaseModel):
         None,
         description='a JSON object string with exact types (no "64" for 64, no 1 for true); '
         "omitted keys, or null, take defaults",
+    )
+    mask: bytes | SkipJsonSchema[None] = Field(
+        None,
+        description="spatial control: the content's label image (PNG), each region one exact colour, every "
+        "colour named in params.regions; resized to the content with nearest-neighbour; counts toward the "
+        "job's pixels",
+        json_schema_extra=without_default("binary"),
+    )
+    style_mask: list[bytes] | SkipJsonSchema[None] = Field(
+        None,
+        description="optional label images of the styles, one per style part in order (an empty part for a "
+        "style without one): a region takes its colour's part of the style; with params.regions and mask",
+        json_schema_extra=without_default(),
     )
     webhook: WebhookUrlText | SkipJsonSchema[None] = Field(
         None,  # absent, never null: None is left out of the schema

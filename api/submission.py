@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import re
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ from werkzeug.datastructures import FileStorage
 from impasto.api.decode_budget import DecodeBudget, DecodeBusy, app_decode_budget
 from impasto.api.errors import ApiError, validation_details
 from impasto.api.images import CheckedImage, ImageRejected, check_image
+from impasto.api.masks import check_label, check_mask_parts
 from impasto.api.schemas import JobSubmission
 from impasto.shared.job_params import JobParams
 from impasto.shared.settings import Settings
@@ -27,7 +29,7 @@ from impasto.shared.webhooks import (
 
 # The fields of the form, as the schema lists them; of each kind: image files, text fields (params: either).
 FORM_FIELDS = tuple(JobSubmission.model_fields)
-FILE_FIELDS = frozenset({"content", "style", "params"})
+FILE_FIELDS = frozenset({"content", "style", "params", "mask", "style_mask"})
 TEXT_FIELDS = frozenset({"params", "webhook", "webhook_events_filter"})
 MAX_FIELD_NAME_SHOWN = 100  # of a name or value quoted in an error; the rest is cut
 EVENTS_FILTER = re.compile(EVENTS_FILTER_PATTERN)
@@ -51,6 +53,8 @@ class Submission:
     queue: str  # the queue of the job's size class
     webhook: str | None = None  # URL that gets signed job events (shared/webhooks.py)
     webhook_events: list[str] | None = None  # the events it gets, sorted; None with no webhook
+    mask: CheckedImage | None = None  # the content's label image (with params.regions)
+    style_masks: list[CheckedImage | None] | None = None  # one per style (None: that style has none)
 
 
 def read_submission(request: Request, settings: Settings) -> Submission:
@@ -73,16 +77,39 @@ def read_submission(request: Request, settings: Settings) -> Submission:
     try:
         params.check_style_count(len(styles))
     except ValueError as exc:
-        raise invalid_params([{"field": "style_blend_weights", "message": str(exc)}]) from exc
+        raise invalid_params([{"field": params.style_count_field(len(styles)), "message": str(exc)}]) from exc
     check_snapshot_count(params, settings)
+    check_mask_parts(params, len(files.getlist("mask")), len(files.getlist("style_mask")), len(styles))
     budget = app_decode_budget(settings)
     content = read_image(contents[0], "content", settings, budget)
     style_images = [read_image(upload, f"style[{index}]", settings, budget) for index, upload in enumerate(styles)]
-    queue = size_class_queue(params, content, style_images, settings)
+    mask, style_masks = read_masks(request, params, settings, budget)
+    queue = size_class_queue(params, content, style_images, settings, mask, style_masks)
     webhook, webhook_events = read_webhook(request, settings)
     return Submission(
-        content=content, styles=style_images, params=params, queue=queue, webhook=webhook, webhook_events=webhook_events
-    )
+        content=content, styles=style_images, params=params, queue=queue, webhook=webhook,
+        webhook_events=webhook_events, mask=mask, style_masks=style_masks,
+    )  # fmt: skip
+
+
+def read_masks(
+    request: Request, params: JobParams, settings: Settings, budget: DecodeBudget | None
+) -> tuple[CheckedImage | None, list[CheckedImage | None] | None]:
+    """The `mask` and `style_mask` label images, decoded and their colours checked (check_mask_parts ran first)."""
+    if params.regions is None:
+        return None, None
+    mask = read_image(request.files.getlist("mask")[0], "mask", settings, budget)
+    check_label(mask, "mask", params, budget)
+    style_masks: list[CheckedImage | None] = []
+    for index, upload in enumerate(request.files.getlist("style_mask")):
+        data = upload.read()
+        if not data:  # an empty part: this style has no label; the whole style serves its regions
+            style_masks.append(None)
+            continue
+        checked = read_image(FileStorage(io.BytesIO(data)), f"style_mask[{index}]", settings, budget)
+        check_label(checked, f"style_mask[{index}]", params, budget)
+        style_masks.append(checked)
+    return mask, style_masks or None
 
 
 def check_field_names(request: Request) -> None:
@@ -146,13 +173,28 @@ def webhook_error(field: str, message: str) -> ApiError:
     return ApiError(422, "invalid_webhook", f"{field}: {message}", details=[{"field": field, "message": message}])
 
 
-def size_class_queue(params: JobParams, content: CheckedImage, styles: list[CheckedImage], settings: Settings) -> str:
-    """The queue for the pixels the job makes the engine hold (output, styles at style_scale); 422 if none holds it."""
-    pixels = job_pixels(params, (content.width, content.height), [(s.width, s.height) for s in styles])
+def size_class_queue(
+    params: JobParams,
+    content: CheckedImage,
+    styles: list[CheckedImage],
+    settings: Settings,
+    mask: CheckedImage | None = None,
+    style_masks: list[CheckedImage | None] | None = None,
+) -> str:
+    """The queue for the pixels the job makes the engine hold (output, styles, masks); 422 if none holds it."""
+    masks = [(m.width, m.height) for m in (mask, *(style_masks or ())) if m is not None]
+    pixels = job_pixels(params, (content.width, content.height), [(s.width, s.height) for s in styles], masks)
     queue = queue_for(pixels.counted, settings)
     if queue is not None:
         return queue
     limit = max_job_pixels(settings)
+    if pixels.styles_dominate and pixels.masks:
+        message = (
+            f"the style images ({sum(pixels.styles)} pixels) and label images ({sum(pixels.masks)} pixels) of a "
+            f"{params.size} px output count as {pixels.counted} (one per {STYLE_PIXELS_PER_OUTPUT_PIXEL} pixels); "
+            f"the limit is {limit}: send smaller label images"
+        )
+        raise ApiError(422, "invalid_mask", message, details=[{"field": "mask", "message": message}])
     if pixels.styles_dominate:
         message = (
             f"at style_scale {params.style_scale:g} the style images of a {params.size} px output are "

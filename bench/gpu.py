@@ -16,8 +16,10 @@ Sections, in priority order, each written to OUT/gpu.json and OUT/gpu.md as soon
    and conv TFLOP/s against the matmul ceiling;
 5. style-Gram cache: a job's setup time (stylize call to the first should_stop) with no cache,
    a cold GramCache and a warm one;
-6. largest size that runs (3 iterations), growing until CUDA runs out of memory or of time,
-   with the L-BFGS history a full job would add on top;
+6. largest size that runs (3 iterations), growing until CUDA runs out of memory or of time, up
+   to the engine's 8192 px bound: the engine tiles (exact, worker/engine/tiling.py) and shortens
+   L-BFGS's history to the device's free memory (memory.py), so each row gives the tile and
+   history the engine chose, ms per iteration, and the full history's projected memory on top;
 and, from bench.gpu_variants (issue 17), after section 4: the seed race at 512 px (the seed's
 faithful 1000-step loop against the engine on the seed's objective), and the objective's ms per
 evaluation in fp32/bf16 × channels_last × torch.compile at 512 and 1024 px.
@@ -235,16 +237,18 @@ def render(d: dict[str, Any]) -> list[str]:
         lines.append("")
     if d.get("max_fit"):
         lines += [
-            "Largest size: stylize with default params for a few iterations; projected = peak + the full L-BFGS "
-            "history (2 × lbfgs_history × pixels × 4 bytes, an upper bound) a long job adds:",
+            "Largest size: stylize with default params for a few iterations (tile and L-BFGS history as the "
+            "engine's memory plan chose them; ms/iter between the first and last iteration); projected = peak + "
+            "that history (2 × history × pixels × 12 bytes) a long job fills:",
             "",
-            "| size | px | precision | result | seconds | peak alloc GiB | peak reserved GiB | projected GiB "
-            "| full job fits |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+            "| size | px | precision | result | tile | history | ms/iter | seconds | peak alloc GiB "
+            "| peak reserved GiB | projected GiB | full job fits |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
         ]
         for r in d["max_fit"]:
             lines.append(
-                f"| {r['size']} | {r.get('px', '–')} | {r['precision']} | {r['result']} | {_f(r.get('seconds'), 1)} | "
+                f"| {r['size']} | {r.get('px', '–')} | {r['precision']} | {r['result']} | {r.get('tile', '–')} | "
+                f"{r.get('lbfgs_history', '–')} | {_f(r.get('ms_per_iter'), 1)} | {_f(r.get('seconds'), 1)} | "
                 f"{_f(r.get('peak_alloc_gib'))} | {_f(r.get('peak_reserved_gib'))} | "
                 f"{_f(r.get('projected_full_lbfgs_gib'))} | {r.get('full_job_fits', '–')} |"
             )
@@ -681,9 +685,15 @@ class Bench:
                     result, probe, wall = self.run(params)
                     row.update(seconds=wall, iterations=result.iterations, **self.peaks())
                     row["result"] = "ok" if result.iterations == plan.fit_iterations else "stopped (time budget)"
+                    history = result.memory.history if result.memory is not None else params.lbfgs_history
+                    row.update(tile=result.memory.tile if result.memory is not None else None, lbfgs_history=history)
+                    done = sorted(probe.times)
+                    if len(done) >= 2:
+                        span = probe.times[done[-1]] - probe.times[done[0]]
+                        row["ms_per_iter"] = span / (len(done) - 1) * 1e3
                     pixels_bytes = 3 * w * h * 4
                     if self.cuda and total:
-                        projected = torch.cuda.max_memory_allocated() + 2 * params.lbfgs_history * pixels_bytes
+                        projected = torch.cuda.max_memory_allocated() + 2 * history * pixels_bytes
                         row["projected_full_lbfgs_gib"] = round(projected / GIB, 3)
                         row["full_job_fits"] = "yes" if projected < total else "no"
                         if projected < total:

@@ -33,8 +33,9 @@ from bench.results import append_result, machine_line
 from bench.seed_race import EvalCounter
 from bench.seed_score import CONTENT, STYLE
 from impasto.worker.engine import StyleParams, imaging, load_vgg, stylize
-from impasto.worker.engine.losses import content_loss, style_loss
+from impasto.worker.engine.losses import content_loss
 from impasto.worker.engine.objective import Objective
+from impasto.worker.engine.statistics import feature_moments
 
 _EDGE = 0.5 / 255  # as worker/engine/optimize.py
 
@@ -79,8 +80,8 @@ def evaluation_parts(size: int) -> dict[str, float]:
         )
         s = sum(
             (
-                w * style_loss(leaves[n], objective.style_targets[n], objective.style_energy[n])
-                for n, w in zip(params.style_layers, objective.layer_weights, strict=True)
+                term.weight * term.target(feature_moments(leaves[term.layer], term.mask).normalised())
+                for term in objective.style_terms
             ),
             torch.zeros(()),
         )

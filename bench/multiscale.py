@@ -1,10 +1,13 @@
 """Benchmark: does coarse-to-fine reach the single-scale objective sooner at the same iteration budget?
 
-    python -m bench.multiscale [--size 256] [--iterations 100] [--scales 0.5,1.0] [--repeats 3] [--no-record]
+    python -m bench.multiscale [--size 256] [--iterations 100] [--scales 0.5,1.0|auto] [--pyramid-start PX]
+                               [--repeats 3] [--no-record]
 
 Two runs of stylize() with the default StyleParams (original VGG19, L-BFGS), one at scales
 (1.0,) and one at --scales, the same total iterations split by StyleParams.stage_plan(),
-interleaved --repeats times after a warm-up; wall times are medians. Both delivered PNGs are
+interleaved --repeats times after a warm-up (`--scales auto`: the engine's automatic √2 pyramid,
+worker/engine/pyramid.py, from --pyramid-start px, with its own split of the iterations); wall
+times are medians. Both delivered PNGs are
 scored at full size with one Objective instance, the one the engine built for the
 single-scale run (see bench.delivered_gap), so the two numbers share targets and weights.
 Time to reach: the loop time (from calling stylize) of the first iteration whose total, as
@@ -21,7 +24,7 @@ import time
 
 from bench.delivered_gap import CONTENT, STYLE, delivered_pixels, engine_objectives, score
 from bench.results import append_result, machine_line
-from impasto.worker.engine import Callbacks, Losses, Result, StyleParams, stylize
+from impasto.worker.engine import Callbacks, Losses, Result, StyleParams, pyramid, stylize
 from impasto.worker.engine.objective import Objective
 
 
@@ -65,13 +68,19 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--iterations", type=int, default=100, help="total over all stages, the same for both")
-    parser.add_argument("--scales", default="0.5,1.0", help="coarse-to-fine fractions of --size, ending at 1.0")
+    parser.add_argument("--scales", default="0.5,1.0", help="coarse-to-fine fractions of --size ending at 1.0, or auto")
+    parser.add_argument("--pyramid-start", type=int, default=None, help="with auto: the coarsest side, px")
     parser.add_argument("--repeats", type=int, default=3, help="interleaved pairs; wall times are medians")
     parser.add_argument("--record", action=argparse.BooleanOptionalAction, default=True, help="append to RESULTS.md")
     args = parser.parse_args()
-    scales = tuple(float(s) for s in args.scales.split(","))
     single = StyleParams(size=args.size, iterations=args.iterations)
-    multi = StyleParams(size=args.size, iterations=args.iterations, scales=scales).validate()
+    if args.scales == "auto":
+        if args.pyramid_start is not None:
+            pyramid.PYRAMID_START = args.pyramid_start
+        multi = StyleParams(size=args.size, iterations=args.iterations, pyramid_above=1).validate()
+    else:
+        scales = tuple(float(s) for s in args.scales.split(","))
+        multi = StyleParams(size=args.size, iterations=args.iterations, scales=scales).validate()
     stylize(CONTENT, [STYLE], StyleParams(size=32, iterations=1))  # load the model outside the timing
     walls: dict[str, list[float]] = {"single": [], "multi": []}
     reach: dict[str, list[float]] = {"single": [], "multi": []}
@@ -132,7 +141,8 @@ def main() -> None:
         append_result(
             f"Coarse-to-fine vs single-scale, {args.size} px x {args.iterations} iterations (L-BFGS, CPU)",
             f"python -m bench.multiscale --size {args.size} --iterations {args.iterations} "
-            f"--scales {args.scales} --repeats {args.repeats}",
+            f"--scales {args.scales} --repeats {args.repeats}"
+            + (f" --pyramid-start {args.pyramid_start}" if args.pyramid_start else ""),
             [machine_line(), "", *lines],
         )
 

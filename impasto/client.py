@@ -55,16 +55,24 @@ class Client:
         webhook_events: Sequence[WebhookEvent] | None = None,
         idempotency_key: str | None = None,
         wait: float | None = None,
+        mask: ImageSource | None = None,
+        style_masks: Sequence[ImageSource | None] | None = None,
         **param_values: Unpack[JobParams],
     ) -> Job:
         """POST /v1/jobs: one content image, one or more styles, params as a mapping and/or keywords.
 
         `wait` asks the server to hold the answer up to that many seconds until the job ends
         (`Prefer: wait`); the job comes back finished, or still running when the time is up.
+        `mask` is the content's label image for the `regions` param (spatial control), and
+        `style_masks` one label image per style (None for a style without one).
         """
         style_list = image_list(styles)
         files = [("content", upload("content", content))]
         files += [("style", upload(f"style-{index}", style)) for index, style in enumerate(style_list)]
+        if mask is not None:
+            files.append(("mask", upload("mask", mask)))
+        for index, style_mask in enumerate(style_masks or ()):  # an empty part: that style has no label
+            files.append(("style_mask", upload(f"style-mask-{index}", b"" if style_mask is None else style_mask)))
         data: dict[str, str] = {}
         merged = {**(params or {}), **param_values}
         if merged:

@@ -29,8 +29,16 @@ class JobParams(TypedDict, total=False):
     style_blend_weights: list[float] | None
     preserve_color: bool
     scales: list[float]
+    pyramid_above: int
     snapshot_every: int
     precision: Literal["fp32", "bf16"]
+    tile: int | None
+    style_loss: Literal["gram", "w2"]
+    color_transfer: Literal["none", "before", "after"]
+    color_transfer_method: Literal["pca", "cholesky", "sym"]
+    style_layer_weights_per_style: list[list[float]] | None
+    style_scales: list[float] | None
+    regions: dict[str, dict[str, float]] | None
 
 
 class Loss(TypedDict):

@@ -84,8 +84,9 @@ def create_job(
     owner_key_id: str | None = None,
     webhook_url: str | None = None,
     webhook_events: list[str] | None = None,
+    mask_keys: dict[str, Any] | None = None,
 ) -> Job:
-    """Insert a queued job, owned and with its webhook from the start, and its first history row.
+    """Insert a queued job, owned and with its webhook (and label images) from the start, and its first history row.
 
     The caller commits, then enqueues: no other transaction ever sees the job without its owner.
     """
@@ -97,6 +98,7 @@ def create_job(
         owner_key_id=owner_key_id,
         webhook_url=webhook_url,
         webhook_events=webhook_events,
+        mask_keys=mask_keys,
         iterations=int(params["iterations"]),
         status=JobStatus.QUEUED.value,
         iteration=0,

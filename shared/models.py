@@ -58,6 +58,8 @@ class Job(Base):
     params: Mapped[dict[str, Any]] = mapped_column(JSON)
     content_key: Mapped[str] = mapped_column(String(255))
     style_keys: Mapped[list[str]] = mapped_column(JSON)
+    # Label images for spatial control: {"content": key, "styles": [key or null per style]}; NULL: none.
+    mask_keys: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     queue: Mapped[str] = mapped_column(String(64))
     # The API key that submitted the job; every API query is scoped to it. NULL for jobs made
     # before keys existed (no key sees those) and for jobs made outside the API (tests, tools).

@@ -45,7 +45,16 @@ class Settings(BaseSettings):
         description="upload formats accepted, a subset of JPEG, PNG, WEBP (e.g. drop one during a decoder advisory)",
     )
     max_output_pixels: int = Field(
-        default=2048 * 2048, description="refuse jobs whose output (params.size at the content's aspect) exceeds this"
+        default=4096 * 4096,
+        description="refuse jobs whose output (params.size at the content's aspect) exceeds this; the large size "
+        "class ends here, so its workers need the memory for it (shared/size_classes.py)",
+    )
+
+    engine_memory_budget_mb: int | None = Field(
+        default=None,
+        ge=256,
+        description="memory one job may use on a CPU worker, MB (default 2048); it decides tiled evaluation and "
+        "L-BFGS's history length. A CUDA worker uses the device's free memory",
     )
 
     # Bounds on what one upload or one job may cost (issue 12: decode memory, job size, snapshots, run time).

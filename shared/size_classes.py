@@ -16,13 +16,14 @@ from impasto.shared.task_names import LARGE_QUEUE, SMALL_QUEUE
 log = logging.getLogger(__name__)
 
 # GPU memory rule: 1 GB of GPU memory holds the optimisation of this many output pixels, after
-# RESERVED_GB for the CUDA context, the weights and the allocator. Estimate, float32: VGG19's
-# activations kept for the backward pass up to conv5_1 (~580 floats a pixel, most at full and
-# half resolution) and their gradients, ~3.5 kB, plus L-BFGS's history of 100 image-sized pairs,
-# 2.4 kB: ~6 kB a pixel, i.e. ~175 000 pixels a GB; the rule takes ~60 % of that for headroom
-# (line search, Gram matrices, style images). Calibrate it with the workers' peak-GPU-memory metric.
-PIXELS_PER_GB = 100_000
-RESERVED_GB = 1.5
+# RESERVED_GB for the CUDA context, the weights, the allocator and one tile's evaluation. The
+# engine evaluates in exact tiles when the whole image would not fit (worker/engine/memory.py),
+# so an output pixel costs what the engine holds at full size: ~14 image-sized fp32 buffers and
+# the content targets, ~0.2 kB, plus L-BFGS's history, 24 B a pair, which shrinks to fit (at
+# least 5 pairs). 1 kB a pixel leaves room for ~30 pairs: 1 M pixels a GB. Calibrate it with the
+# workers' peak-GPU-memory metric (bench/gpu.sh measures the largest size one GPU holds).
+PIXELS_PER_GB = 1_000_000
+RESERVED_GB = 3.0
 GB = 1024**3
 # A style image is run through the network once, without gradients, before the optimisation
 # starts, and only its Gram matrices are kept: measured on the CPU (fp32, up to conv5_1) its
@@ -37,16 +38,18 @@ STYLE_PIXELS_PER_OUTPUT_PIXEL = 8
 class JobPixels:
     """The images one job makes the engine hold, in pixels, at its final (largest) scale.
 
-    Masks, when jobs get them, are held at the output's size and belong here too.
+    Label images (masks) are held decoded at their own size for the whole run and resized, like
+    the styles, into 0/1 masks without gradients: they count as style pixels do.
     """
 
     output: int  # the output, and the content image at the same size
     styles: tuple[int, ...]  # each style image at style_scale
+    masks: tuple[int, ...] = ()  # each label image as uploaded
 
     @property
     def counted(self) -> int:
         """What the job weighs against the size classes, in output pixels."""
-        return max(self.output, math.ceil(sum(self.styles) / STYLE_PIXELS_PER_OUTPUT_PIXEL))
+        return max(self.output, math.ceil((sum(self.styles) + sum(self.masks)) / STYLE_PIXELS_PER_OUTPUT_PIXEL))
 
     @property
     def styles_dominate(self) -> bool:
@@ -60,12 +63,22 @@ def fit_long_side(width: int, height: int, long_side: int) -> tuple[int, int]:
     return max(1, round(width * scale)), max(1, round(height * scale))
 
 
-def job_pixels(params: JobParams, content: tuple[int, int], styles: Sequence[tuple[int, int]]) -> JobPixels:
-    """The pixels of a job's output and style images, as the engine sizes them (images given as width, height)."""
+def job_pixels(
+    params: JobParams,
+    content: tuple[int, int],
+    styles: Sequence[tuple[int, int]],
+    masks: Sequence[tuple[int, int]] = (),
+) -> JobPixels:
+    """The pixels of a job's output, style and label images, as the engine sizes them (each as width, height)."""
     width, height = fit_long_side(*content, max(8, params.size))
-    style_long = max(8, round(max(width, height) * params.style_scale))
-    style_pixels = tuple(w * h for w, h in (fit_long_side(*style, style_long) for style in styles))
-    return JobPixels(output=width * height, styles=style_pixels)
+    style_pixels = tuple(
+        w * h
+        for w, h in (
+            fit_long_side(*style, max(8, round(max(width, height) * params.style_scale_of(index))))
+            for index, style in enumerate(styles)
+        )
+    )
+    return JobPixels(output=width * height, styles=style_pixels, masks=tuple(w * h for w, h in masks))
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from impasto.shared.storage import output_key
 from impasto.shared.webhooks import WebhookTarget, webhook_target
 from impasto.worker.context import WorkerContext
 from impasto.worker.engine import EngineError, Result, Resume, StyleParams, stylize
+from impasto.worker.engine.params import engine_regions
 from impasto.worker.job_callbacks import JobCallbacks, png_bytes
 from impasto.worker.lease import Lease
 from impasto.worker.metrics import worker_metrics
@@ -40,6 +41,7 @@ class Claim:
     style_keys: list[str]
     checkpoint: tuple[str, int] | None  # (storage key, iteration) of the newest snapshot, where the run resumes
     webhook: WebhookTarget | None
+    mask_keys: dict[str, Any] | None = None  # label images (spatial control); a resumed run reads them again
 
     @property
     def job_id(self) -> str:
@@ -59,9 +61,19 @@ class Run:
 
 
 def engine_params(params: dict[str, Any]) -> StyleParams:
-    """The engine's parameters for a job's stored params (JSON lists become tuples)."""
-    values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in params.items()}
+    """The engine's parameters for a job's stored params (JSON lists become tuples, regions (colour, styles) pairs)."""
+    values: dict[str, Any] = {
+        k: tuple(tuple(x) if isinstance(x, list) else x for x in v) if isinstance(v, list) else v
+        for k, v in params.items()
+    }
+    if "regions" in values:
+        values["regions"] = engine_regions(values["regions"])
     return StyleParams(**values)
+
+
+def _memory_budget(megabytes: int | None) -> int | None:
+    """The engine's CPU memory budget in bytes (None: the engine's default)."""
+    return megabytes * 1024 * 1024 if megabytes is not None else None
 
 
 def _image(ctx: WorkerContext, key: str) -> Image.Image:
@@ -101,12 +113,14 @@ def claim(ctx: WorkerContext, job_id: str, worker_name: str, owner: str) -> Clai
         style_keys=list(job.style_keys),
         checkpoint=(snapshot.key, snapshot.iteration) if snapshot else None,
         webhook=webhook_target(job),
+        mask_keys=job.mask_keys,
     )
 
 
 def run(ctx: WorkerContext, claimed: Claim) -> Run:
     """Run the engine from the job's checkpoint (if any); every exception becomes a failure with a code."""
     started = time.monotonic()
+    masks = claimed.mask_keys
     try:
         style_params = engine_params(claimed.params)
         resume = None
@@ -125,6 +139,11 @@ def run(ctx: WorkerContext, claimed: Claim) -> Run:
             weights=ctx.settings.weights,
             resume=resume,
             gram_cache=ctx.gram_cache,
+            memory_budget=_memory_budget(ctx.settings.engine_memory_budget_mb),
+            mask=_image(ctx, masks["content"]) if masks else None,
+            style_masks=[None if k is None else _image(ctx, k) for k in masks.get("styles") or ()] or None
+            if masks
+            else None,
         )
     except EngineError as exc:
         return Run(failure=("invalid_job", str(exc)))

@@ -10,6 +10,7 @@ import click
 from tqdm import tqdm
 
 from impasto import Client, ImpastoError, Job
+from impasto.cli.region_options import parse_regions
 from impasto.shared.local_key import client_api_key
 from impasto.shared.settings import get_settings
 
@@ -73,16 +74,29 @@ def download_outputs(client: Client, job: Job, out: Path) -> list[Path]:
 @click.argument("content", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.argument("styles", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--param", "params", multiple=True, help="job parameter k=v, repeatable (e.g. size=256)")
+@click.option("--mask", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="content label image")
+@click.option("--style-mask", "style_masks", multiple=True, help="a style's label image, per style ('-': none)")
+@click.option("--region", "regions", multiple=True, help="'#rrggbb=STYLE[:W],...' or '#rrggbb=' (content only)")
 @click.option("--wait", is_flag=True, help="follow progress and download the result")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="where --wait saves it")
 @url_option
 def submit(
-    content: Path, styles: tuple[Path, ...], params: tuple[str, ...], wait: bool, out: Path | None, url: str | None
-) -> None:
-    """Submit a job: CONTENT image, one or more STYLE images."""
+    content: Path, styles: tuple[Path, ...], params: tuple[str, ...], mask: Path | None, style_masks: tuple[str, ...],
+    regions: tuple[str, ...], wait: bool, out: Path | None, url: str | None,
+) -> None:  # fmt: skip
+    """Submit a job: CONTENT image, one or more STYLE images (--mask and --region: spatial control)."""
     client = client_for(url)
+    values = dict(parse_param(p) for p in params)
     try:
-        job = client.submit(content, list(styles), dict(parse_param(p) for p in params))
+        if (parsed := parse_regions(regions)) is not None:
+            values["regions"] = parsed
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--region") from exc
+    try:
+        job = client.submit(
+            content, list(styles), values, mask=mask,
+            style_masks=[None if m == "-" else Path(m) for m in style_masks] or None,
+        )  # fmt: skip
         click.echo(job["id"])
         if not wait:
             return

@@ -11,15 +11,23 @@ import click
 from PIL import Image
 from tqdm import tqdm
 
+from impasto.cli.region_options import parse_regions
 from impasto.worker.context import resolve_device
 from impasto.worker.engine import Callbacks, EngineError, Losses, StyleParams
 from impasto.worker.engine import stylize as run_engine
+from impasto.worker.engine.memory import cpu_budget_from_environment
+from impasto.worker.engine.params import engine_regions
 
 DEFAULTS = StyleParams()
 
 
 def _floats(text: str | None) -> tuple[float, ...] | None:
     return None if text is None else tuple(float(v) for v in text.split(","))
+
+
+def _rows(text: str | None) -> tuple[tuple[float, ...], ...] | None:
+    """'a,b;c,d' -> ((a, b), (c, d))."""
+    return None if text is None else tuple(_floats(row) or () for row in text.split(";"))
 
 
 def _names(text: str | None, default: tuple[str, ...]) -> tuple[str, ...]:
@@ -76,13 +84,41 @@ class BarCallbacks(Callbacks):
     show_default=True,
     help="bf16: the network's convolutions under bf16 autocast (for GPUs with bf16 tensor cores)",
 )
+@click.option(
+    "--tile", type=int, default=None, help="exact tiled evaluation in N-px tiles; 0 = off; default: when memory needs"
+)
+@click.option(
+    "--pyramid-above", type=int, default=DEFAULTS.pyramid_above, show_default=True,
+    help="above this size (px), coarse to fine in √2 steps from 256 px; 0 = never",
+)  # fmt: skip
+@click.option("--style-loss", type=click.Choice(["gram", "w2"]), default=DEFAULTS.style_loss, show_default=True)
+@click.option(
+    "--color-transfer", type=click.Choice(["none", "before", "after"]), default=DEFAULTS.color_transfer,
+    show_default=True, help="match the styles' colours to the content's before, or the result's after",
+)  # fmt: skip
+@click.option(
+    "--color-method", "color_transfer_method", type=click.Choice(["pca", "cholesky", "sym"]),
+    default=DEFAULTS.color_transfer_method, show_default=True,
+)  # fmt: skip
+@click.option("--style-scales", default=None, help="comma-separated, one style scale per style")
+@click.option(
+    "--style-layer-weights-per-style", "per_style", default=None,
+    help="one row per style, rows separated by ';', e.g. '0,0,0,1,1;1,1,0,0,0'",
+)  # fmt: skip
+@click.option("--mask", default=None, type=click.Path(dir_okay=False), help="the content's label image (PNG)")
+@click.option(
+    "--style-mask", "style_masks", multiple=True, help="a style's label image, one per style in order ('-': none)"
+)
+@click.option("--region", "regions", multiple=True, help="'#rrggbb=STYLE[:W],...' or '#rrggbb=' (content only)")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N")
 @click.option("--weights", default="original", show_default=True, help="original, torchvision, or a state-dict path")
 @click.option("--json", "as_json", is_flag=True, help="print final losses and timings as one JSON object")
 def stylize(
     content: str, styles: tuple[str, ...], output: str, init: str, snapshot_every: str | None,
     device: str, weights: str, as_json: bool, content_layers: str | None, style_layers: str | None,
-    style_layer_weights: str | None, style_blend: str | None, scales: str | None, **numbers: object,
+    style_layer_weights: str | None, style_blend: str | None, scales: str | None, style_scales: str | None,
+    per_style: str | None, mask: str | None, style_masks: tuple[str, ...], regions: tuple[str, ...],
+    **numbers: object,
 ) -> None:  # fmt: skip
     """Paint CONTENT in the style of STYLE(s) and write the result to -o OUT.png."""
     snapshot_dir, every = None, 0
@@ -102,6 +138,9 @@ def stylize(
             style_layer_weights=_floats(style_layer_weights),
             style_blend_weights=_floats(style_blend),
             scales=_floats(scales) or DEFAULTS.scales,
+            style_scales=_floats(style_scales),
+            style_layer_weights_per_style=_rows(per_style),
+            regions=engine_regions(parse_regions(regions)),
             init=init,
             snapshot_every=every,
             **numbers,  # type: ignore[arg-type]
@@ -111,7 +150,9 @@ def stylize(
         with tqdm(total=params.iterations, unit="it", disable=as_json, file=sys.stderr) as bar:
             result = run_engine(
                 content, list(styles), params, BarCallbacks(bar, snapshot_dir),
-                device=resolved, weights=weights, init_image=init_image,
+                device=resolved, weights=weights, init_image=init_image, mask=mask,
+                memory_budget=cpu_budget_from_environment(),
+                style_masks=[None if m == "-" else m for m in style_masks] or None,
             )  # fmt: skip
         result.image.save(output)
     except (EngineError, ValueError) as exc:
@@ -126,6 +167,8 @@ def stylize(
         "evaluations": result.evaluations,
         "device": result.device,
         "size": list(result.image.size),
+        "tile": result.memory.tile if result.memory else None,
+        "lbfgs_history": result.memory.history if result.memory else None,
     }
     click.echo(
         json.dumps(summary)

@@ -16,21 +16,21 @@ from tests.api.test_jobs import assert_nothing_changed
 
 
 def test_a_style_scaled_past_the_limit_is_422(submit: Submit, observed: Observed) -> None:
-    """size 2048 with style_scale 4 makes an 8192 px style image: refused on style_scale, nothing stored."""
-    response = submit(params={"size": 2048, "style_scale": 4})
+    """size 4096 with style_scale 4 makes a 16384 px style image: refused on style_scale, nothing stored."""
+    response = submit(params={"size": 4096, "style_scale": 4})
     assert response.status_code == 422, response.get_data(as_text=True)
     error = response.get_json()["error"]
     assert error["code"] == "invalid_params"
     detail = error["details"][0]
-    # The default style is 32x24, so at 8192 px on its long side it is 8192x6144 pixels.
+    # The default style is 32x24, so at 16384 px on its long side it is 16384x12288 pixels.
     assert detail["field"] == "style_scale"
-    assert str(8192 * 6144) in detail["message"] and "4194304" in detail["message"]
+    assert str(16384 * 12288) in detail["message"] and str(4096 * 4096) in detail["message"]
     assert_nothing_changed(observed)
 
 
 def test_the_same_output_with_its_style_at_scale_1_is_accepted(submit: Submit, observed: Observed) -> None:
-    """The output alone decides a job whose styles are not larger than it: 2048 px still fits (large class)."""
-    response = submit(params={"size": 2048, "style_scale": 1})
+    """The output alone decides a job whose styles are not larger than it: 4096 px still fits (large class)."""
+    response = submit(params={"size": 4096, "style_scale": 1})
     assert response.status_code == 202, response.get_data(as_text=True)
     assert observed.job(response.get_json()["id"]).queue == LARGE_QUEUE
 
@@ -52,7 +52,7 @@ def test_each_style_is_counted_at_its_own_aspect(submit: Submit, observed: Obser
     """A tall narrow style holds fewer pixels than a square one at the same long side."""
     square = image_bytes("PNG", (64, 64))
     narrow = image_bytes("PNG", (8, 64))
-    params = {"size": 2048, "style_scale": 3}  # style long side 6144: a square one is 37.7 M px, counted 4.7 M
+    params = {"size": 4096, "style_scale": 3}  # style long side 12288: a square one is 151 M px, counted 18.9 M
     assert submit(styles=[square], params=params).status_code == 422
     assert submit(styles=[narrow], params=params).status_code == 202
 

@@ -123,9 +123,12 @@ def test_the_job_form_names_the_image_types_accepted(
         "params": {"contentType": "application/json"},
         "content": {"contentType": media_types},
         "style": {"contentType": media_types},
+        "mask": {"contentType": media_types},
+        "style_mask": {"contentType": media_types},
     }
     submission = spec["components"]["schemas"]["JobSubmission"]["properties"]
-    assert {"content", "style", "params"} <= set(submission)
+    assert {"content", "style", "params", "mask", "style_mask"} <= set(submission)
+    assert submission["mask"]["format"] == "binary" and submission["style_mask"]["items"]["format"] == "binary"
 
 
 def test_the_job_form_allows_null_params(client: FlaskClient) -> None:
@@ -142,9 +145,14 @@ def test_the_job_form_says_what_the_server_takes(make_app: Callable[..., Flask],
     spec = app.test_client().get("/openapi.json").get_json()
     submission = spec["components"]["schemas"]["JobSubmission"]
     assert submission["additionalProperties"] is False
-    assert submission["dependentRequired"] == {"webhook_events_filter": ["webhook"]}
+    assert submission["dependentRequired"] == {
+        "webhook_events_filter": ["webhook"],
+        "mask": ["params"],
+        "style_mask": ["mask"],
+    }
     fields = submission["properties"]
     assert fields["style"]["maxItems"] == max_styles
+    assert fields["style_mask"]["maxItems"] == max_styles
     assert fields["webhook"] == {
         "type": "string",
         "format": "uri",

@@ -38,3 +38,27 @@ def test_cuda_bf16_optimises(images) -> None:  # type: ignore[no-untyped-def]
     fp32, bf16 = _run(images, "cuda", iterations=20), _run(images, "cuda", iterations=20, precision="bf16")
     assert bf16.losses is not None and fp32.losses is not None and math.isfinite(bf16.losses.total)
     assert bf16.losses.total == pytest.approx(fp32.losses.total, rel=0.25)
+
+
+def test_cuda_controls_match_the_cpu(images) -> None:  # type: ignore[no-untyped-def]
+    """W2, colour transfer, per-style weights and regions on CUDA end near the same run on the CPU (TF32 off)."""
+    from PIL import Image, ImageDraw
+
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    with Image.open(images["content"]) as opened:
+        label = Image.new("RGB", opened.size, (255, 0, 0))
+    ImageDraw.Draw(label).rectangle((label.width // 2, 0, label.width, label.height), fill=(0, 0, 255))
+    params = StyleParams(
+        iterations=10,
+        size=64,
+        style_loss="w2",
+        color_transfer="before",
+        style_layer_weights_per_style=((0.0, 0.0, 1.0, 1.0, 1.0), (1.0, 1.0, 1.0, 0.0, 0.0)),
+        regions=(("#ff0000", ((0, 1.0),)), ("#0000ff", ((0, 1.0), (1, 1.0)))),
+    )
+    styles = [images["style"], images["style2"]]
+    cpu = stylize(images["content"], styles, params, device="cpu", mask=label)
+    cuda = stylize(images["content"], styles, params, device="cuda", mask=label)
+    assert cpu.losses is not None and cuda.losses is not None and math.isfinite(cuda.losses.total)
+    assert cuda.losses.total == pytest.approx(cpu.losses.total, rel=0.05)

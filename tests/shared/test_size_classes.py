@@ -37,11 +37,13 @@ def test_queue_for(pixels: int, queue: str | None) -> None:
 
 
 def test_defaults_route_the_largest_allowed_job() -> None:
-    """With default settings the small class keeps the original queue name and 2048² is large."""
+    """Default settings: the small class keeps the original queue name; 2048² and 4096² are large, more is refused."""
     settings = get_settings()
     assert SMALL_QUEUE == TRANSFER_QUEUE == "transfer"
     assert queue_for(512 * 512, settings) == "transfer"
     assert queue_for(2048 * 2048, settings) == "transfer.large"
+    assert queue_for(4096 * 4096, settings) == "transfer.large"
+    assert queue_for(4096 * 4096 + 1, settings) is None
     assert max_job_pixels(settings) == settings.max_output_pixels
 
 
@@ -53,7 +55,7 @@ def test_small_threshold_never_exceeds_the_output_limit() -> None:
 
 @pytest.mark.parametrize(
     ("memory_gb", "pixels"),
-    [(1, 0), (1.5, 0), (11.5, 1_000_000), (81.5, 8_000_000)],
+    [(1, 0), (3, 0), (13, 10_000_000), (83, 80_000_000)],
 )
 def test_pixels_for_memory(memory_gb: float, pixels: int) -> None:
     """The documented rule: PIXELS_PER_GB for each GB after RESERVED_GB."""
@@ -111,8 +113,8 @@ def test_job_pixels_count_the_output_and_every_style(
 
 
 def test_a_job_over_the_limit_by_its_styles_gets_no_queue() -> None:
-    """2048 px with style_scale 4 fitted no class by its output alone, but its styles take it past every class."""
-    pixels = job_pixels(JobParams(size=2048, style_scale=4), (100, 100), [(10, 10)])
+    """4096 px with style_scale 4 fits a class by its output alone, but its styles take it past every class."""
+    pixels = job_pixels(JobParams(size=4096, style_scale=4), (100, 100), [(10, 10)])
     settings = get_settings()
     assert queue_for(pixels.output, settings) == LARGE_QUEUE
     assert queue_for(pixels.counted, settings) is None and pixels.styles_dominate

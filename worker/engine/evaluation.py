@@ -8,6 +8,7 @@ from collections.abc import Callable
 import torch
 
 from impasto.worker.engine.objective import Objective
+from impasto.worker.engine.tiling import TiledEvaluation
 
 
 def first_lbfgs_step(
@@ -50,9 +51,12 @@ class CachedEvaluation:
     previous call's line search already evaluated; with max_iter=1 that would double the cost.
     """
 
-    def __init__(self, z: torch.Tensor, objective: Objective, check_interrupt: Callable[[], None]) -> None:
+    def __init__(
+        self, z: torch.Tensor, objective: Objective, check_interrupt: Callable[[], None], tile: int = 0
+    ) -> None:
         self.z = z
         self.objective = objective
+        self.tiled = TiledEvaluation(objective, tile) if tile else None  # tile > 0: exact, in bounded memory
         self.check_interrupt = check_interrupt  # before each new evaluation: a line search makes many
         self.count = 0
         self._at: torch.Tensor | None = None
@@ -70,8 +74,13 @@ class CachedEvaluation:
         with torch.enable_grad():
             if z.grad is not None:
                 z.grad = None
-            total, terms = self.objective(pixels_of(z))
-            total.backward()
+            if self.tiled is None:
+                total, terms = self.objective(pixels_of(z))
+                total.backward()
+            else:
+                pixels = pixels_of(z)
+                total, terms, grad = self.tiled(pixels.detach())
+                pixels.backward(grad)  # through the sigmoid to z
         self.count += 1
         assert z.grad is not None
         self._at = z.detach().clone()

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import torch
 
+from impasto.worker.engine.statistics import Moments
+
 
 def gram(features: torch.Tensor) -> torch.Tensor:
     """Per-position Gram matrix Ĝ = F Fᵀ / M of (B, C, H, W) features -> (B, C, C), in fp32."""
@@ -44,3 +46,69 @@ def tv_loss(pixels: torch.Tensor) -> torch.Tensor:
     dy = (x[..., 1:, :] - x[..., :-1, :]).pow(2).mean()
     dx = (x[..., :, 1:] - x[..., :, :-1]).pow(2).mean()
     return dx + dy
+
+
+class GramTarget:
+    """The Gram loss of statistics against a target's: ¼·mean((Ĝ − Â)²) relative to ¼·mean(Â²)."""
+
+    def __init__(self, target: Moments) -> None:
+        self.gram = target.second
+        self.energy = energy(target.second)
+
+    def __call__(self, moments: Moments) -> torch.Tensor:
+        """The relative Gram error of `moments` (1.0: as far off as a blank image)."""
+        return (moments.second - self.gram).pow(2).mean() / self.energy
+
+
+class W2Target:
+    """Squared 2-Wasserstein distance between Gaussian fits, relative to the target's distance from zero.
+
+    W2²(x, t) = |μx − μt|² + tr Σx + tr Σt − 2·tr (Σt^½ Σx Σt^½)^½. The last trace is the sum of the
+    square roots of the eigenvalues of Σt^½ Σx Σt^½ (torch.linalg.eigvalsh): only eigenvalues are
+    differentiated, whose gradient V·diag(g)·Vᵀ has no 1/(λi − λj) terms, so repeated eigenvalues
+    do no harm. They are clamped at a small floor, where √ would have an infinite slope.
+    A blank image (μ = 0, Σ = 0) is |μt|² + tr Σt = tr E[f fᵀ] away: that is the normaliser, as
+    the Gram loss is normalised by the blank image's error, so that style weights mean the same.
+    """
+
+    def __init__(self, target: Moments) -> None:
+        self.mean = target.mean
+        cov = _symmetric(target.covariance())
+        values, vectors = torch.linalg.eigh(cov)
+        floor = _eigen_floor(cov)
+        self.cov_sqrt = (vectors * values.clamp_min(0).sqrt()) @ vectors.T  # Σt^½
+        self.cov_trace = torch.diagonal(cov).sum()
+        self.floor = floor
+        self.energy = torch.diagonal(target.second).sum().clamp_min(1e-12)
+
+    def __call__(self, moments: Moments) -> torch.Tensor:
+        """The relative W2² of `moments` (1.0: as far off as a blank image)."""
+        cov = _symmetric(moments.covariance())
+        product = _symmetric(self.cov_sqrt @ cov @ self.cov_sqrt)
+        values = torch.linalg.eigvalsh(product)
+        # Σx from a few positions (a small image's deep layer, a small region) is rank-deficient: its
+        # zero eigenvalues come out as rounding noise, where √'s slope is huge and the gradient would be
+        # noise too. A floor a few ulps of the largest eigenvalue up clamps them (no gradient).
+        noise = 100 * torch.finfo(values.dtype).eps * values.max().detach()
+        cross = values.clamp_min(torch.maximum(self.floor, noise)).sqrt().sum()
+        mean_term = (moments.mean - self.mean).pow(2).sum()
+        return (mean_term + torch.diagonal(cov).sum() + self.cov_trace - 2 * cross) / self.energy
+
+
+StyleTarget = GramTarget | W2Target
+STYLE_LOSSES = ("gram", "w2")
+
+
+def style_target(kind: str, target: Moments) -> StyleTarget:
+    """The style loss `kind` ('gram' or 'w2') against `target`."""
+    return W2Target(target) if kind == "w2" else GramTarget(target)
+
+
+def _symmetric(matrix: torch.Tensor) -> torch.Tensor:
+    return (matrix + matrix.T) / 2
+
+
+def _eigen_floor(cov: torch.Tensor) -> torch.Tensor:
+    """A floor for eigenvalues of Σt^½ Σx Σt^½: 10⁻¹² of the target's scale (tr Σt / C)², never zero."""
+    scale = torch.diagonal(cov).sum().detach() / cov.shape[0]
+    return (1e-12 * scale * scale).clamp_min(torch.finfo(cov.dtype).tiny)

@@ -13,9 +13,12 @@ from PIL import Image
 
 from impasto.worker.engine import imaging
 from impasto.worker.engine.callbacks import Callbacks, Interrupted, Losses
+from impasto.worker.engine.color import match_colours
 from impasto.worker.engine.errors import EngineError
 from impasto.worker.engine.evaluation import CachedEvaluation, first_lbfgs_step, pixels_of
 from impasto.worker.engine.gram_cache import GramCache
+from impasto.worker.engine.masks import Labels, read_labels
+from impasto.worker.engine.memory import MemoryPlan, device_budget, plan
 from impasto.worker.engine.objective import Objective
 from impasto.worker.engine.params import StyleParams
 from impasto.worker.engine.vgg import deepest_layer, load_vgg
@@ -44,6 +47,7 @@ class Result:
     seconds: float  # wall time of the loop, targets included
     evaluations: int  # forward+backward passes; L-BFGS's line search may add some
     device: str
+    memory: MemoryPlan | None = None  # the last stage's tile and L-BFGS history, and the budget they fit
 
 
 def stylize(
@@ -57,12 +61,23 @@ def stylize(
     init_image: str | Path | Image.Image | None = None,
     resume: Resume | None = None,
     gram_cache: GramCache | None = None,
+    memory_budget: int | None = None,
+    mask: str | Path | Image.Image | None = None,
+    style_masks: Sequence[str | Path | Image.Image | None] | None = None,
 ) -> Result:
-    """Paint `content` in the style of `styles` and return the image (see StyleParams)."""
+    """Paint `content` in the style of `styles` and return the image (see StyleParams).
+
+    `memory_budget` (bytes) is what a CPU run may use (default memory.DEFAULT_CPU_BUDGET); on
+    CUDA the budget is the device's free memory. It sets the tile (unless params.tile does) and
+    the L-BFGS history (memory.py).
+    `mask` is the content's label image for params.regions (spatial control), and `style_masks`
+    optionally one label image per style (None: the whole style serves each region that takes it).
+    """
     params = (params or StyleParams()).validate(style_count=len(styles))
     callbacks = callbacks or Callbacks()
     if params.init == "image" and init_image is None:
         raise EngineError("init 'image' needs an init image")
+    labels = read_labels(params, len(styles), mask, style_masks)
     if resume is not None and not 0 <= resume.iteration < params.iterations:
         raise EngineError(f"resume iteration must be in [0, {params.iterations}), got {resume.iteration}")
     device = torch.device(device)
@@ -80,7 +95,8 @@ def stylize(
         model = load_vgg(weights, device, deepest_layer(params.content_layers + params.style_layers))
         started = time.perf_counter()  # the loop's time, targets included; not the network's loading
         callbacks.check_interrupt()
-        run = _Run(params, callbacks, model, device, content_image, style_images, gram_cache)
+        run = _Run(params, callbacks, model, device, content_image, style_images, gram_cache, labels)
+        run.budget = device_budget(device, memory_budget)
         if resume is not None:
             pixels = imaging.to_tensor(imaging.open_image(resume.image)).to(device)
         elif params.init == "image":
@@ -105,6 +121,7 @@ def stylize(
         seconds=time.perf_counter() - started,
         evaluations=run.evaluations if run is not None else 0,
         device=str(device),
+        memory=run.memory if run is not None else None,
     )
 
 
@@ -120,8 +137,10 @@ class _Run:
         content: Image.Image,
         styles: list[Image.Image],
         gram_cache: GramCache | None,
+        labels: Labels | None = None,
     ) -> None:
         self.params = params
+        self.labels = labels
         self.gram_cache = gram_cache
         self.callbacks = callbacks
         self.model = model
@@ -130,6 +149,8 @@ class _Run:
         self.styles = styles
         self.evaluations = 0
         self.content_rgb: torch.Tensor | None = None  # this stage's content in colour
+        self.budget = device_budget(device)
+        self.memory: MemoryPlan | None = None  # this stage's tile and L-BFGS history
 
     def stage(
         self,
@@ -149,15 +170,26 @@ class _Run:
         width, height = imaging.fit_long_side(*self.content.size, max(8, round(p.size * scale)))
         content = imaging.to_tensor(self.content, (width, height)).to(self.device)  # (1, 3, H, W)
         self.content_rgb = content
-        style_long = max(8, round(max(width, height) * p.style_scale))
-        styles = [imaging.to_tensor(s, imaging.fit_long_side(*s.size, style_long)).to(self.device) for s in self.styles]
+        style_sizes = [
+            imaging.fit_long_side(*s.size, max(8, round(max(width, height) * p.scale_of_style(i))))
+            for i, s in enumerate(self.styles)
+        ]
+        styles = [imaging.to_tensor(s, size).to(self.device) for s, size in zip(self.styles, style_sizes, strict=True)]
+        if p.color_transfer == "before":
+            styles = [match_colours(s, content, p.color_transfer_method) for s in styles]
+        guides = None
+        if self.labels is not None:
+            guides = self.labels.guides((width, height), style_sizes, self.device)
         if p.preserve_color:
             content = imaging.luminance_image(content)
             styles = [imaging.match_luminance(imaging.luminance_image(s), content) for s in styles]
         check = self.callbacks.check_interrupt
+        memory = plan(height, width, self.budget, p.tile, p.lbfgs_history, p.content_layers)
+        self.memory = memory
         try:
             check()  # resizing a large style image takes a while too
-            objective = Objective(self.model, p, content, styles, self.gram_cache, check)  # type: ignore[arg-type]
+            model = self.model
+            objective = Objective(model, p, content, styles, self.gram_cache, check, guides, memory.tile)  # type: ignore[arg-type]
         except Interrupted:
             return pixels, done, losses, True
         del styles  # the Gram targets hold what the optimisation needs of them
@@ -168,8 +200,8 @@ class _Run:
             if p.preserve_color:
                 pixels = imaging.luminance_image(pixels)
         z = torch.logit((pixels / 255).clamp(_EDGE, 1 - _EDGE)).detach().contiguous().requires_grad_(True)
-        evaluate = CachedEvaluation(z, objective, check)
-        optimizer = self._optimizer(z)
+        evaluate = CachedEvaluation(z, objective, check, memory.tile)
+        optimizer = self._optimizer(z, memory.history)
 
         def closure() -> torch.Tensor:
             optimizer.zero_grad(set_to_none=True)
@@ -207,9 +239,12 @@ class _Run:
         return pixels_of(z).detach(), done, losses, stopped
 
     def delivered(self, pixels: torch.Tensor) -> torch.Tensor:
-        """The image the user gets: with preserve_color, the result's luminance on the content's colours."""
+        """The image the user gets: with preserve_color, the result's luminance on the content's colours;
+        with color_transfer "after", the result's colours matched to the content's."""
         if self.params.preserve_color and self.content_rgb is not None:
             return imaging.with_chroma_of(pixels.detach(), imaging.resize(self.content_rgb, *pixels.shape[-2:]))
+        if self.params.color_transfer == "after" and self.content_rgb is not None:
+            return match_colours(pixels.detach(), self.content_rgb, self.params.color_transfer_method)
         return pixels.detach()
 
     def _initial_pixels(self, content: torch.Tensor) -> torch.Tensor:
@@ -219,7 +254,7 @@ class _Run:
             return (255 * torch.sigmoid(z)).to(self.device)
         return content.clone()
 
-    def _optimizer(self, z: torch.Tensor) -> torch.optim.Optimizer:
+    def _optimizer(self, z: torch.Tensor, history: int) -> torch.optim.Optimizer:
         p = self.params
         if p.optimizer == "adam":
             return torch.optim.Adam([z], lr=p.lr())
@@ -230,7 +265,7 @@ class _Run:
             # torch's default max_eval is 1.25·max_iter, which with max_iter=1 leaves the line
             # search no evaluation at all (and L-BFGS stalls); allow 25 as torch's search does.
             max_eval=26,
-            history_size=p.lbfgs_history,
+            history_size=history,  # p.lbfgs_history, or fewer where the memory budget says so
             tolerance_grad=0.0,  # never stop early on a small gradient: its scale is arbitrary
             tolerance_change=0.0,
             line_search_fn="strong_wolfe",
