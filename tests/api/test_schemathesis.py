@@ -15,12 +15,14 @@ from __future__ import annotations
 import base64
 import io
 import itertools
+import json
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import schemathesis
 from flask import Flask
 from hypothesis import HealthCheck, settings
+from PIL import Image
 from schemathesis.checks import CHECKS, load_all_checks
 from schemathesis.core.failures import FailureGroup
 from schemathesis.core.result import Ok
@@ -30,6 +32,8 @@ from sqlalchemy import delete
 from impasto.api.pagination import encode_cursor
 from impasto.shared.job_params import JobParams
 from impasto.shared.models import IdempotencyKey, Job, JobSnapshot, JobStatusChange
+from impasto.shared.settings import Settings
+from impasto.shared.size_classes import job_pixels, queue_for
 from impasto.shared.status import JobStatus
 from tests.api.conftest import Images, WorkerActions, add_key, impasto_of, keyed_client
 
@@ -80,6 +84,7 @@ class RealInputs:
         self.swap_ids = True
         self.images = images
         self.max_snapshots = impasto_of(app).settings.max_snapshots_per_job
+        self.settings = impasto_of(app).settings
         with impasto_of(app).sessions() as session:
             job = session.get(Job, job_ids[0])
             assert job is not None
@@ -99,8 +104,33 @@ class RealInputs:
             case.body["style"] = [self.images.png]
             if "webhook" in case.body:
                 case.body["webhook"] = PUBLIC_WEBHOOK
+            if "mask" in case.body:  # a real label image, and params naming its colours (as regions must)
+                case.body["mask"] = LABEL_IMAGE
+                if not isinstance(case.body.get("params"), dict):
+                    case.body["params"] = {}
+                if "style_mask" in case.body:
+                    case.body["style_mask"] = [LABEL_IMAGE] * len(case.body["style"])
             if isinstance(case.body.get("params"), dict):
-                obey_cross_field_rules(case.body["params"], len(case.body["style"]), self.max_snapshots)
+                params = case.body["params"]
+                if "mask" in case.body:
+                    params["regions"] = dict(LABEL_REGIONS)
+                else:
+                    params.pop("regions", None)  # regions without a label image are refused
+                obey_cross_field_rules(params, len(case.body["style"]), self.max_snapshots)
+                fit_the_pixel_limit(params, len(case.body["style"]), "mask" in case.body, self.settings)
+
+
+def label_image() -> bytes:
+    """A 32x24 label PNG in two colours: left red, right blue."""
+    image = Image.new("RGB", (32, 24), (255, 0, 0))
+    image.paste((0, 0, 255), (16, 0, 32, 24))
+    out = io.BytesIO()
+    image.save(out, format="PNG")
+    return out.getvalue()
+
+
+LABEL_IMAGE = label_image()
+LABEL_REGIONS = {"#ff0000": {"0": 1.0}, "#0000ff": {}}  # red takes the first style, blue keeps the content
 
 
 def obey_cross_field_rules(params: dict[str, Any], style_count: int, max_snapshots: int) -> None:
@@ -118,11 +148,31 @@ def obey_cross_field_rules(params: dict[str, Any], style_count: int, max_snapsho
         )
     if (blend := value("style_blend_weights")) is not None:  # one per style image, not all 0
         params["style_blend_weights"] = [max(blend)] * style_count
+    if (per_style := value("style_layer_weights_per_style")) is not None:  # a row per style, a weight per layer
+        row = [max(max(r, default=1.0) for r in per_style) or 1.0] * len(value("style_layers"))
+        params["style_layer_weights_per_style"] = [row] * style_count
+    if (style_scales := value("style_scales")) is not None:  # one per style image
+        params["style_scales"] = [style_scales[0]] * style_count
+    if value("preserve_color") and value("color_transfer") != "none":  # two colour controls: one at a time
+        params["color_transfer"] = "none"
     if value("content_weight") == 0 and value("style_weight") == 0:
         params["content_weight"] = 1.0
     every = value("snapshot_every")
     if every and params["iterations"] // every > max_snapshots:
         params["snapshot_every"] = params["iterations"] // (max_snapshots + 1) + 1
+
+
+def fit_the_pixel_limit(params: dict[str, Any], style_count: int, masked: bool, settings: Settings) -> None:
+    """Lower `size` until the job's pixels (output at the content's aspect, styles, label images) fit the
+    deployment's limit: a rule between the form's images, params and settings that no schema states."""
+    test_image = (32, 24)  # the 64x48 content, the 32x24 style and label images: all 4:3
+    masks = [test_image] * (1 + style_count) if masked else []
+    while params.get("size", JobParams.model_fields["size"].default) > 16:
+        job = JobParams.model_validate_json(json.dumps(params))  # as the API reads the params part
+        pixels = job_pixels(job, (64, 48), [test_image] * style_count, masks)
+        if queue_for(pixels.counted, settings) is not None:
+            return
+        params["size"] = params.get("size", JobParams.model_fields["size"].default) * 3 // 4
 
 
 def fuzz_app(make_app: Callable[..., Flask], images: Images) -> tuple[Flask, str, RealInputs]:
