@@ -37,7 +37,7 @@ def test_queue_for(pixels: int, queue: str | None) -> None:
 
 
 def test_defaults_route_the_largest_allowed_job() -> None:
-    """With default settings the small class keeps the original queue name; 2048² and 4096² are large, more is refused."""
+    """Default settings: the small class keeps the original queue name; 2048² and 4096² are large, more is refused."""
     settings = get_settings()
     assert SMALL_QUEUE == TRANSFER_QUEUE == "transfer"
     assert queue_for(512 * 512, settings) == "transfer"
