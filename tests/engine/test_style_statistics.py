@@ -102,3 +102,26 @@ def test_w2_gradient_is_finite_for_rank_deficient_features() -> None:
     features.requires_grad_(True)
     target(feature_moments(features).normalised()).backward()
     assert features.grad is not None and torch.isfinite(features.grad).all()
+
+
+def test_w2_of_rank_deficient_features_matches_the_exact_value() -> None:
+    """Few positions for many channels (a small image's deep layer): float32 W2² stays non-negative and
+    equals the float64 value with no floor; clamping the zero eigenvalues up to a floor did not."""
+    torch.manual_seed(3)
+    target = feature_moments(torch.rand(1, 256, 16, 16) * 4).normalised()  # full rank
+    few = feature_moments(torch.rand(1, 256, 2, 3) * 4).normalised()  # rank ≤ 5 of 256
+    loss = W2Target(target)(few)
+    exact = exact_w2(target, few)
+    assert loss.item() >= 0
+    assert loss.item() == pytest.approx(exact, rel=1e-3)
+
+
+def exact_w2(target: Moments, moments: Moments) -> float:
+    """Relative W2² in float64, square roots of the eigenvalues clamped at zero only."""
+    t = Moments(target.mean.double(), target.second.double())
+    x = Moments(moments.mean.double(), moments.second.double())
+    values, vectors = torch.linalg.eigh(t.covariance())
+    root = (vectors * values.clamp_min(0).sqrt()) @ vectors.T
+    cross = torch.linalg.eigvalsh(root @ x.covariance() @ root).clamp_min(0).sqrt().sum()
+    w2 = (x.mean - t.mean).pow(2).sum() + x.covariance().trace() + t.covariance().trace() - 2 * cross
+    return float(w2 / t.second.trace())

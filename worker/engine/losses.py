@@ -88,9 +88,12 @@ class W2Target:
         values = torch.linalg.eigvalsh(product)
         # Σx from a few positions (a small image's deep layer, a small region) is rank-deficient: its
         # zero eigenvalues come out as rounding noise, where √'s slope is huge and the gradient would be
-        # noise too. A floor a few ulps of the largest eigenvalue up clamps them (no gradient).
-        noise = 100 * torch.finfo(values.dtype).eps * values.max().detach()
-        cross = values.clamp_min(torch.maximum(self.floor, noise)).sqrt().sum()
+        # noise too. Eigenvalues under a floor a few ulps of the largest up count as the zeros they are
+        # (no value, no gradient). Clamping them up to the floor instead added √floor for each of
+        # hundreds of them, which outgrew the true trace and drove W2² below zero (a 48 px job's
+        # conv5_1 has 6 positions for 512 channels).
+        floor = torch.maximum(self.floor, 100 * torch.finfo(values.dtype).eps * values.max().detach())
+        cross = torch.where(values > floor, values.clamp_min(floor).sqrt(), torch.zeros_like(values)).sum()
         mean_term = (moments.mean - self.mean).pow(2).sum()
         return (mean_term + torch.diagonal(cov).sum() + self.cov_trace - 2 * cross) / self.energy
 
