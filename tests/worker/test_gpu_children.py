@@ -83,7 +83,7 @@ def test_child_specs_pin_each_gpu_and_pick_queues_from_memory() -> None:
 @pytest.mark.parametrize(
     ("gpus", "max_pixels", "queues", "expected"),
     [
-        ([T4], 5_000_000, None, [SMALL_QUEUE, LARGE_QUEUE]),  # --max-pixels overrides the memory rule
+        ([T4], 20_000_000, None, [SMALL_QUEUE, LARGE_QUEUE]),  # --max-pixels past the large class beats memory
         ([H100], 500_000, None, [SMALL_QUEUE]),
         ([H100], None, "special", ["special"]),  # explicit --queues win
         ([Gpu(3, None)], None, None, [SMALL_QUEUE, LARGE_QUEUE]),  # memory unknown: every class, warned

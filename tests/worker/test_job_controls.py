@@ -45,8 +45,14 @@ def make_masked_job(ctx: WorkerContext, samples: Path, styles: list[str], **para
     mask = put(ctx, buffer.getvalue(), "png")
     values = JobParams(**{"size": 48, "iterations": 12, "snapshot_every": 4, **params}).model_dump(mode="json")
     with ctx.sessions() as session:
-        job = create_job(session, params=values, content_key=content, style_keys=style_keys, queue="transfer")
-        job.mask_keys = {"content": mask, "styles": None}
+        job = create_job(
+            session,
+            params=values,
+            content_key=content,
+            style_keys=style_keys,
+            queue="transfer",
+            mask_keys={"content": mask, "styles": None},
+        )
         session.commit()
         return job.id
 
