@@ -1,4 +1,5 @@
-"""GET /v1/jobs/{id}/events: a job's live events as Server-Sent Events.
+"""GET /v1/jobs/{id}/events: a job's live events as Server-Sent Events (the Redis relay here; the
+SQL-polled stream in api/polled_events.py, the messages and job reads in api/event_messages.py).
 
 With a Redis broker the stream relays the job's Redis stream (impasto.shared.events), and the SSE ids
 are the Redis entry ids, so a client that reconnects with Last-Event-ID continues with XREAD
@@ -19,19 +20,17 @@ from typing import Any, Literal
 import redis
 from flask import Blueprint, Response, request, stream_with_context
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from sqlalchemy.orm import selectinload
 
 from impasto.api.auth import current_key_id
 from impasto.api.context import Impasto, close_db_session, current_impasto
 from impasto.api.errors import ApiError, validation_details
+from impasto.api.event_messages import KeyWatch, heartbeat, is_finished, key_revoked_event, read_job, snapshot_url, sse
 from impasto.api.held_requests import Refusal
-from impasto.api.job_json import external_url, job_json
 from impasto.api.jobs import find_job
 from impasto.api.openapi import documented
+from impasto.api.polled_events import polled_events
 from impasto.api.schemas import ErrorBody
-from impasto.shared.api_keys import key_is_active
 from impasto.shared.events import redis_url_for_events, stream_key
-from impasto.shared.models import Job
 from impasto.shared.status import JobStatus
 
 bp = Blueprint("events", __name__, url_prefix="/v1/jobs")
@@ -131,57 +130,6 @@ def read_last_event_id(redis_mode: bool) -> str:
     raise ApiError(400, "bad_request", "Last-Event-ID is not the id of an event this stream sent")
 
 
-class KeyWatch:
-    """Re-reads the stream's API key now and then (one primary-key lookup): a revoked key's stream ends."""
-
-    def __init__(self, impasto: Impasto, key_id: str) -> None:
-        self.impasto = impasto
-        self.key_id = key_id
-        self.checked = time.monotonic()  # the request was just authenticated
-
-    def revoked(self) -> bool:
-        """True once the key is revoked or gone; reads SQL at most every sse_key_check_s."""
-        now = time.monotonic()
-        if now - self.checked < self.impasto.settings.sse_key_check_s:
-            return False
-        self.checked = now
-        with self.impasto.sessions() as session:
-            return not key_is_active(session, self.key_id)
-
-
-def key_revoked_event() -> str:
-    """The last message of a stream whose key was revoked."""
-    return sse("error", {"error": {"code": "unauthorized", "message": "this API key has been revoked"}})
-
-
-def sse(event: str, data: dict[str, Any], event_id: str | None = None) -> str:
-    """One SSE message (data is one JSON line, so it needs no splitting)."""
-    head = f"id: {event_id}\n" if event_id is not None else ""
-    return f"{head}event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
-
-
-def heartbeat() -> str:
-    """A comment line: keeps proxies from closing an idle stream, and finds a gone client."""
-    return ": keepalive\n\n"
-
-
-def read_job(impasto: Impasto, job_id: str) -> dict[str, Any] | None:
-    """The job JSON from SQL in a short session of its own; None once the job is deleted."""
-    with impasto.sessions() as session:
-        job = session.get(Job, job_id, options=[selectinload(Job.snapshots)])
-        return job_json(job) if job is not None else None
-
-
-def is_finished(job: dict[str, Any]) -> bool:
-    """True for succeeded, failed and canceled."""
-    return JobStatus(job["status"]).finished
-
-
-def snapshot_url(job_id: str, iteration: int) -> str:
-    """The intermediate image of one snapshot."""
-    return external_url("job_files.get_intermediate", job_id=job_id, iteration=iteration)
-
-
 def redis_events(
     impasto: Impasto, url: str, job_id: str, last_event_id: str, key_watch: KeyWatch, from_start: bool = False
 ) -> Iterator[str]:
@@ -261,47 +209,3 @@ def relay(event: str, data: dict[str, Any], entry_id: str, job_id: str) -> str:
     if event == "snapshot" and "iteration" in data:
         data = {**data, "url": snapshot_url(job_id, int(data["iteration"]))}
     return sse(event, data, entry_id)
-
-
-def polled_events(impasto: Impasto, job_id: str, last_event_id: str, key_watch: KeyWatch) -> Iterator[str]:
-    """Events derived from SQL row changes, polled; ids are increasing integers."""
-    settings = impasto.settings
-    counter = int(last_event_id) if last_event_id else 0
-
-    def next_id() -> str:
-        nonlocal counter
-        counter += 1
-        return str(counter)
-
-    job = read_job(impasto, job_id)
-    if job is None:
-        return
-    yield sse("status", {"status": job["status"], "job": job}, next_id())
-    status, iteration = job["status"], job["progress"]["iteration"]
-    seen_snapshots = {item["iteration"] for item in job["outputs"]["intermediates"]}
-    last_beat = time.monotonic()
-    while not is_finished(job):
-        time.sleep(settings.sse_poll_s)
-        if key_watch.revoked():
-            yield key_revoked_event()
-            return
-        latest = read_job(impasto, job_id)
-        if latest is None:
-            return
-        job = latest
-        if job["status"] != status and not is_finished(job):
-            status = job["status"]
-            yield sse("status", {"status": status, "job": job}, next_id())
-        if job["progress"]["iteration"] != iteration:
-            iteration = job["progress"]["iteration"]
-            yield sse("progress", job["progress"], next_id())
-        for item in job["outputs"]["intermediates"]:
-            if item["iteration"] not in seen_snapshots:
-                seen_snapshots.add(item["iteration"])
-                yield sse("snapshot", {"iteration": item["iteration"], "url": item["url"]}, next_id())
-        if time.monotonic() - last_beat >= settings.sse_heartbeat_s:
-            last_beat = time.monotonic()
-            yield heartbeat()
-    if job["status"] != status:
-        yield sse("status", {"status": job["status"], "job": job}, next_id())
-    yield sse("completed", job, next_id())
