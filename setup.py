@@ -7,7 +7,7 @@ their builds on the missing folder.
 
 from pathlib import Path
 
-from setuptools import find_packages, setup
+from setuptools import find_namespace_packages, setup
 
 ROOT = Path(__file__).parent
 # import name -> source folder: the folders stay at the top of the repo, installed under impasto
@@ -16,7 +16,11 @@ present = {name: folder for name, folder in FOLDERS.items() if (ROOT / folder / 
 packages = [
     package
     for name, folder in present.items()
-    for package in [name, *(f"{name}.{sub}" for sub in find_packages(str(ROOT / folder)))]
+    # namespace packages too: the data folders (static/, migrations/, samples/) are listed, as setuptools asks
+    for package in [
+        name,
+        *(f"{name}.{sub}" for sub in find_namespace_packages(str(ROOT / folder), exclude=["*__pycache__*"])),
+    ]
 ]
 
 setup(package_dir=present, packages=packages)
