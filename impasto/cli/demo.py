@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import time
+from importlib.resources import files
 from pathlib import Path
 
 import click
@@ -12,7 +13,8 @@ from impasto import ImpastoError
 from impasto.cli.client_commands import client_for, download_outputs, follow
 from impasto.cli.stack import EmbeddedStack
 
-SAMPLES = Path(__file__).parent / "samples"
+# The bundled images ship inside impasto.shared (package data), wherever the package is installed.
+SAMPLES = Path(str(files("impasto.shared") / "samples"))
 DEMO_PARAMS = {"size": 256, "iterations": 100, "snapshot_every": 25}
 
 
