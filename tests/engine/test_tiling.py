@@ -9,6 +9,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from impasto.worker.engine import StyleParams, imaging
+from impasto.worker.engine.callbacks import Interrupted
 from impasto.worker.engine import objective as objective_module
 from impasto.worker.engine.masks import read_labels
 from impasto.worker.engine.objective import WHOLE, Objective, style_moments
@@ -76,6 +77,29 @@ def test_too_small_a_halo_changes_the_gradient(vgg: VGG19Features, images: dict[
     _, _, short = TiledEvaluation(objective, 96, halo=32)(pixels)
     with pytest.raises(AssertionError):
         _assert_same_gradient(short, grad)
+
+
+def test_an_interrupt_is_checked_before_every_tile(vgg: VGG19Features, images: dict[str, Path]) -> None:
+    """A cancel waits for one tile, not for a whole tiled evaluation (minutes at print sizes)."""
+    objective, pixels, _ = _untiled_at(vgg, images, 301, 203)
+    count = len(tiles(203, 301, 96))
+    checks = 0
+    passes: list[int] = []
+    hook = vgg.register_forward_hook(lambda *_: passes.append(1))
+
+    def check() -> None:
+        nonlocal checks
+        checks += 1
+        if checks == count + 2:  # the second tile of the second pass
+            raise Interrupted
+
+    try:
+        with pytest.raises(Interrupted):
+            TiledEvaluation(objective, 96, check_interrupt=check)(pixels)
+    finally:
+        hook.remove()
+    assert count >= 4 and checks == count + 2
+    assert len(passes) == count + 1, "every tile of pass 1 and one of pass 2 ran; no tile after the interrupt"
 
 
 def test_tiled_targets_equal_untiled(vgg: VGG19Features, images: dict[str, Path]) -> None:

@@ -56,8 +56,8 @@ class CachedEvaluation:
     ) -> None:
         self.z = z
         self.objective = objective
-        self.tiled = TiledEvaluation(objective, tile) if tile else None  # tile > 0: exact, in bounded memory
-        self.check_interrupt = check_interrupt  # before each new evaluation: a line search makes many
+        self.check_interrupt = check_interrupt  # before each new evaluation (a line search makes many), and per tile
+        self.tiled = TiledEvaluation(objective, tile, check_interrupt=check_interrupt) if tile else None
         self.count = 0
         self._at: torch.Tensor | None = None
         self._grad: torch.Tensor | None = None

@@ -164,10 +164,17 @@ class TiledEvaluation:
     summed over positions.
     """
 
-    def __init__(self, objective: Objective, tile: int, halo: int = HALO) -> None:
+    def __init__(
+        self,
+        objective: Objective,
+        tile: int,
+        halo: int = HALO,
+        check_interrupt: Callable[[], None] | None = None,  # before each tile of both passes
+    ) -> None:
         self.o = objective
         self.tile = tile
         self.halo = halo
+        self.check_interrupt = check_interrupt or (lambda: None)
 
     def _features(self, crop: torch.Tensor) -> dict[str, torch.Tensor]:
         o = self.o
@@ -187,8 +194,12 @@ class TiledEvaluation:
         return total / len(p.content_layers)
 
     def _tiles(self, pixels: torch.Tensor) -> Iterator[Tile]:
+        """The tiles in order, with an interrupt check before each: one evaluation of a print-size image
+        takes minutes, and a cancel or a shutdown should wait for one tile, not for all of them."""
         height, width = pixels.shape[-2:]
-        return iter(tiles(height, width, self.tile, self.halo))
+        for t in tiles(height, width, self.tile, self.halo):
+            self.check_interrupt()
+            yield t
 
     def _term_sums(
         self, t: Tile, features: dict[str, torch.Tensor], term: StyleTerm, unmasked: dict[str, MomentSums]
