@@ -33,6 +33,17 @@ GB = 1024**3
 # made), so a job counts the larger of the two, not their sum.
 STYLE_PIXELS_PER_OUTPUT_PIXEL = 8
 
+# CPU memory rule: a CPU worker's engine budget (IMPASTO_ENGINE_MEMORY_BUDGET_MB) holds a job when
+# what the tiled engine cannot shrink fits in it: the image-sized buffers and the content targets
+# (~200 B an output pixel), the shortest L-BFGS history (5 pairs of 24 B) and one evaluation of the
+# smallest automatic tile with its halo ((128 + 2·80)² px at 2 kB). worker/engine/memory.py is the
+# rule the engine plans by (this package may not import it); tests/shared/test_size_classes.py
+# checks that the two agree. The rest of the process (torch, the network: ~1.7 GB) is not counted.
+DEFAULT_CPU_BUDGET_MB = 2048  # the engine's memory.DEFAULT_CPU_BUDGET
+CPU_BYTES_PER_PIXEL = 200 + 5 * 24
+CPU_FIXED_BYTES = (128 + 2 * 80) ** 2 * 2000
+MB = 1024**2
+
 
 @dataclass(frozen=True)
 class JobPixels:
@@ -117,6 +128,12 @@ def pixels_for_memory(memory_bytes: int) -> int:
     return int(usable_gb * PIXELS_PER_GB)
 
 
+def pixels_for_cpu_budget(budget_mb: int | None) -> int:
+    """Output pixels a CPU worker with this engine budget can run (None: the engine's default budget)."""
+    budget = (budget_mb if budget_mb is not None else DEFAULT_CPU_BUDGET_MB) * MB
+    return max(0, (budget - CPU_FIXED_BYTES) // CPU_BYTES_PER_PIXEL)
+
+
 def queues_for_capacity(max_pixels: int | None, settings: Settings) -> list[str]:
     """The queues a worker holding up to `max_pixels` consumes (None: no limit, every class).
 
@@ -135,3 +152,21 @@ def queues_for_capacity(max_pixels: int | None, settings: Settings) -> list[str]
         )
         return [classes[0].queue]
     return fitting
+
+
+def cpu_queues(settings: Settings) -> list[str]:
+    """The classes a CPU worker's engine budget holds, saying what a larger class would need."""
+    holds = pixels_for_cpu_budget(settings.engine_memory_budget_mb)
+    queues = queues_for_capacity(holds, settings)
+    skipped = [c for c in size_classes(settings) if c.queue not in queues]
+    for size_class in skipped:
+        needed = -(-(size_class.max_pixels * CPU_BYTES_PER_PIXEL + CPU_FIXED_BYTES) // MB)
+        log.warning(
+            "this CPU worker's engine budget holds %d output pixels: it leaves the %s class (up to %d) to others; "
+            "IMPASTO_ENGINE_MEMORY_BUDGET_MB=%d or more would take it",
+            holds,
+            size_class.name,
+            size_class.max_pixels,
+            needed,
+        )
+    return queues

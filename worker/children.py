@@ -7,7 +7,7 @@ import logging
 import sys
 
 from impasto.shared.settings import Settings
-from impasto.shared.size_classes import pixels_for_memory, queues_for_capacity
+from impasto.shared.size_classes import cpu_queues, pixels_for_memory, queues_for_capacity
 from impasto.worker.gpus import Gpu
 from impasto.worker.supervisor import ChildSpec
 
@@ -40,9 +40,11 @@ def child_env(base: dict[str, str], gpu: Gpu | None, metrics_port: int) -> dict[
 
 
 def child_queues(gpu: Gpu | None, max_pixels: int | None, queues: str | None, settings: Settings) -> list[str]:
-    """Explicit --queues, else the classes --max-pixels or the GPU's memory can hold (CPU: all)."""
+    """Explicit --queues, else the classes --max-pixels, the GPU's memory or the CPU's engine budget can hold."""
     if queues:
         return [q.strip() for q in queues.split(",") if q.strip()]
+    if max_pixels is None and gpu is None:
+        return cpu_queues(settings)
     if max_pixels is None and gpu is not None:
         if gpu.memory_bytes is None:
             log.warning("GPU %d: memory unknown; it takes every size class (pass --max-pixels to limit)", gpu.index)

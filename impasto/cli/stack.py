@@ -13,10 +13,12 @@ from pathlib import Path
 import click
 
 from impasto import Client
+from impasto.cli.embedded_memory import cpu_worker_memory, machine_memory_bytes
 from impasto.cli.serve import gunicorn_command
 from impasto.shared.database import upgrade_database
 from impasto.shared.local_key import ensure_local_key, issue_web_token, make_private, web_token_path
 from impasto.shared.settings import get_settings
+from impasto.worker.gpus import detect_gpus
 
 CHILD_UMASK = 0o077  # what the API and worker write (database journals, images, messages) is owner-only
 
@@ -34,6 +36,8 @@ class EmbeddedStack:
         # The key clients of this stack send; set by start() (also saved in data_dir/local-api-key).
         self.api_key: str | None = None
         self.settings = get_settings(data_dir=self.data_dir, database_url=self.env.get("IMPASTO_DATABASE_URL"))
+        if self.settings.device == "cpu" or (self.settings.device == "auto" and not detect_gpus()):
+            self.env.update(cpu_worker_memory(self.env, self.settings, machine_memory_bytes()))
 
     def start(self, ready_timeout: float = 60.0) -> EmbeddedStack:
         """Migrate the database, make or reuse the local API key, start the processes, wait until ready."""

@@ -13,7 +13,7 @@ import sys
 import click
 
 from impasto.shared.settings import get_settings
-from impasto.shared.size_classes import queues_for_capacity
+from impasto.shared.size_classes import cpu_queues, queues_for_capacity
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,11 @@ def run_one_worker(name: str | None, queues: str | None, max_pixels: int | None,
     """One Celery worker in this process, serving its metrics when a port is set."""
     settings = get_settings()
     from impasto.worker.celery_worker import app  # built here, in the process that runs it (imports torch)
+    from impasto.worker.context import resolve_device
     from impasto.worker.metrics import serve_worker_metrics
+
+    if queues is None and max_pixels is None and resolve_device(settings.device) == "cpu":
+        queues = ",".join(cpu_queues(settings))  # a GPU's classes come from its memory (--gpus) or --max-pixels
 
     serve_worker_metrics(settings.worker_metrics_port, settings.worker_metrics_host)
     argv = [

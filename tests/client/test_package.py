@@ -39,9 +39,16 @@ def test_the_wheel_installs_one_top_level_name(tmp_path: Path) -> None:
     top = {name.split("/")[0] for name in names if not name.split("/")[0].endswith(".dist-info")}
     assert top == {"impasto"}, top
     for expected in (
-        "impasto/__init__.py", "impasto/client.py", "impasto/cli/main.py", "impasto/background/reconcile.py",
-        "impasto/api/__init__.py", "impasto/api/static/index.html", "impasto/worker/engine/vgg.py",
-        "impasto/shared/jobs.py", "impasto/shared/migrations/env.py", "impasto/shared/samples/chelsea.jpg",
+        "impasto/__init__.py",
+        "impasto/client.py",
+        "impasto/cli/main.py",
+        "impasto/background/reconcile.py",
+        "impasto/api/__init__.py",
+        "impasto/api/static/index.html",
+        "impasto/worker/engine/vgg.py",
+        "impasto/shared/jobs.py",
+        "impasto/shared/migrations/env.py",
+        "impasto/shared/samples/chelsea.jpg",
     ):
         assert expected in names, expected
     assert any(n.startswith("impasto/shared/migrations/versions/0001_") for n in names)

@@ -77,3 +77,23 @@ def test_small_budget_shortens_the_history_of_a_run(images: dict[str, Path]) -> 
     """A run given a tiny budget reports the shorter history it ran with."""
     result = stylize(images["content"], [images["style"]], StyleParams(iterations=1, size=64), memory_budget=1)
     assert result.memory is not None and result.memory.history == MIN_HISTORY
+
+
+@pytest.mark.parametrize("budget_mb", [None, 4096, 8192])
+def test_the_cpu_workers_size_rule_is_the_engines_plan(budget_mb: int | None) -> None:
+    """shared/size_classes' CPU rule (which may not import the engine) agrees with plan(): at the pixels it
+    says a budget holds, the plan keeps the smallest tile and history within the budget; 5 % more do not fit."""
+    from impasto.shared.size_classes import DEFAULT_CPU_BUDGET_MB, pixels_for_cpu_budget
+    from impasto.worker.engine.memory import MIN_AUTO_TILE
+
+    assert DEFAULT_CPU_BUDGET_MB * MB == DEFAULT_CPU_BUDGET
+    budget = (budget_mb or DEFAULT_CPU_BUDGET_MB) * MB
+
+    def fits(pixels: int) -> bool:
+        side = int(pixels**0.5)
+        memory = plan(side, side, budget, None, 100, LAYERS)
+        used = held_bytes(side * side, LAYERS) + evaluation_bytes(side, side, memory.tile)
+        return memory.tile >= MIN_AUTO_TILE and used + MIN_HISTORY * side * side * PAIR_BYTES_PER_PIXEL <= budget
+
+    holds = pixels_for_cpu_budget(budget_mb)
+    assert fits(holds) and not fits(int(holds * 1.05))

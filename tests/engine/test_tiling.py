@@ -9,8 +9,8 @@ import torch
 from PIL import Image, ImageDraw
 
 from impasto.worker.engine import StyleParams, imaging
-from impasto.worker.engine.callbacks import Interrupted
 from impasto.worker.engine import objective as objective_module
+from impasto.worker.engine.callbacks import Interrupted
 from impasto.worker.engine.masks import read_labels
 from impasto.worker.engine.objective import WHOLE, Objective, style_moments
 from impasto.worker.engine.statistics import MomentSums, feature_moments

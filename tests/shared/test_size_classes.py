@@ -9,8 +9,10 @@ from impasto.shared.settings import get_settings
 from impasto.shared.size_classes import (
     GB,
     STYLE_PIXELS_PER_OUTPUT_PIXEL,
+    cpu_queues,
     job_pixels,
     max_job_pixels,
+    pixels_for_cpu_budget,
     pixels_for_memory,
     queue_for,
     queues_for_capacity,
@@ -118,3 +120,23 @@ def test_a_job_over_the_limit_by_its_styles_gets_no_queue() -> None:
     settings = get_settings()
     assert queue_for(pixels.output, settings) == LARGE_QUEUE
     assert queue_for(pixels.counted, settings) is None and pixels.styles_dominate
+
+
+@pytest.mark.parametrize(
+    ("budget_mb", "queues"),
+    [
+        (None, [SMALL_QUEUE, LARGE_QUEUE]),  # the 2048 MB default holds ~6.2 M pixels: more than 4 M
+        (1280, [SMALL_QUEUE]),  # ~3.7 M pixels: the large class (to 4 M) is left to others
+    ],
+)
+def test_a_cpu_worker_takes_the_classes_its_engine_budget_holds(
+    budget_mb: int | None, queues: list[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A CPU worker's classes follow its IMPASTO_ENGINE_MEMORY_BUDGET_MB, and it says what a larger one needs."""
+    settings = get_settings(
+        small_job_max_pixels=1_000_000, max_output_pixels=4_000_000, engine_memory_budget_mb=budget_mb
+    )
+    assert cpu_queues(settings) == queues
+    assert pixels_for_cpu_budget(None) == pixels_for_cpu_budget(2048) > 6_000_000
+    if queues == [SMALL_QUEUE]:
+        assert "IMPASTO_ENGINE_MEMORY_BUDGET_MB=1379 or more would take it" in caplog.text

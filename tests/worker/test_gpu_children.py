@@ -87,7 +87,8 @@ def test_child_specs_pin_each_gpu_and_pick_queues_from_memory() -> None:
         ([H100], 500_000, None, [SMALL_QUEUE]),
         ([H100], None, "special", ["special"]),  # explicit --queues win
         ([Gpu(3, None)], None, None, [SMALL_QUEUE, LARGE_QUEUE]),  # memory unknown: every class, warned
-        ([], None, None, [SMALL_QUEUE, LARGE_QUEUE]),  # the CPU worker
+        ([], None, None, [SMALL_QUEUE]),  # the CPU worker at the default 2048 MB budget: ~6.2 M pixels
+        ([], 20_000_000, None, [SMALL_QUEUE, LARGE_QUEUE]),  # a CPU worker told it holds more
     ],
 )
 def test_child_queues(gpus: list[Gpu], max_pixels: int | None, queues: str | None, expected: list[str]) -> None:

@@ -3,7 +3,8 @@
 The rule (one stage of H·W output pixels, fp32, budget B bytes):
   held      = H·W · (HELD_IMAGES · 12 B + the content targets' bytes a pixel)
   untiled   when held + H·W · EVAL_BYTES_PER_PIXEL ≤ ¾·B, else tiles of the largest side T
-            (a multiple of 16) whose crop, (T + 2·HALO)² · EVAL_BYTES_PER_PIXEL, fits in ½·(B − held)
+            (a multiple of 16) whose crop, (T + 2·HALO)² · EVAL_BYTES_PER_PIXEL, fits in ½·(B − held) and
+            leaves MIN_HISTORY pairs room
   history   = min(asked, max(MIN_HISTORY, ⌊(B − held − evaluation peak) / (H·W · 24 B)⌋))
 An L-BFGS pair is two image-sized fp32 tensors (s and y, 3 channels: 24 B a pixel); with tiling
 the evaluation's peak no longer grows with the image, so at large sizes the history is what the
@@ -68,10 +69,13 @@ def _channels(layer: str) -> int:
 
 
 def auto_tile(height: int, width: int, budget: int, held: int) -> int:
-    """0 when the whole image's evaluation fits in ¾ of the budget, else the largest tile that fits ½ of the rest."""
+    """0 when the whole image's evaluation fits in ¾ of the budget, else the largest tile that fits ½ of the
+    rest, and no more than leaves room for MIN_HISTORY pairs (near a worker's limit the tile shrinks first)."""
     if held + height * width * EVAL_BYTES_PER_PIXEL <= 0.75 * budget:
         return 0
-    crop = int((max(0, budget - held) / 2 / EVAL_BYTES_PER_PIXEL) ** 0.5)
+    rest = max(0, budget - held)
+    room = min(rest / 2, rest - MIN_HISTORY * height * width * PAIR_BYTES_PER_PIXEL)
+    crop = int((max(0, room) / EVAL_BYTES_PER_PIXEL) ** 0.5)
     # Below MIN_AUTO_TILE the halo's recomputation would dominate: an over-budget job is better
     # kept off this worker by its size class than crawled through in slivers.
     tile = max(MIN_AUTO_TILE, (crop - 2 * HALO) // ALIGN * ALIGN)
