@@ -2,7 +2,8 @@
 # GPU benchmark of the engine (bench/gpu.py): finds a Python with torch, then runs
 #     python -m bench.gpu "$@"
 # writing gpu.json, gpu.md and gpu.log under ${OUT:-bench/out}. Ends itself after
-# ${GPU_BENCH_TIMEOUT:-470} s (the script's own budget is 390 s; it writes as it goes).
+# ${GPU_BENCH_TIMEOUT:-470} s (the script's own budget is 390 s; it writes as it goes); then the
+# 1024 px pyramid comparison (bench/multiscale.py) into pyramid.md, within ${PYRAMID_BENCH_TIMEOUT:-240} s.
 #
 # Python: $PYTHON if set; else .venv/bin/python if it imports torch; else, when there is no
 # .venv/bin/python, a python3 that imports torch (the GPU machine's image has one and no
@@ -47,4 +48,12 @@ fi
 echo "gpu.sh: $py ($("$py" -c 'import sys, torch; print(sys.version.split()[0], "torch", torch.__version__)')), OUT=$out"
 export PYTHONUNBUFFERED=1
 set -o pipefail
-timeout -k 10 "${GPU_BENCH_TIMEOUT:-470}" "$py" -m bench.gpu --out "$out" "$@" 2>&1 | tee "$out/gpu.log"
+status=0
+timeout -k 10 "${GPU_BENCH_TIMEOUT:-470}" "$py" -m bench.gpu --out "$out" "$@" 2>&1 | tee "$out/gpu.log" || status=$?
+# Issue 15: the automatic pyramid against single-scale where it matters, 1024 px x the default 500
+# iterations (hours on the CPU). PYRAMID_BENCH_TIMEOUT=0 skips it.
+if [[ "${PYRAMID_BENCH_TIMEOUT:-240}" != 0 ]]; then
+    timeout -k 10 "${PYRAMID_BENCH_TIMEOUT:-240}" "$py" -m bench.multiscale --size 1024 --iterations 500 \
+        --scales auto --repeats 1 --device cuda --no-record 2>&1 | tee "$out/pyramid.md" || status=$?
+fi
+exit "$status"

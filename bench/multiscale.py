@@ -40,11 +40,11 @@ class Trajectory(Callbacks):
         self.points.append((iteration, time.perf_counter() - self.started, losses.total))
 
 
-def run(params: StyleParams) -> tuple[Result, Trajectory, Objective]:
+def run(params: StyleParams, device: str = "cpu") -> tuple[Result, Trajectory, Objective]:
     """One stylize() run; its result, trajectory and the full-size stage's Objective."""
     with engine_objectives() as objectives:
         trajectory = Trajectory()
-        result = stylize(CONTENT, [STYLE], params, trajectory)
+        result = stylize(CONTENT, [STYLE], params, trajectory, device=device)
     return result, trajectory, objectives[-1]
 
 
@@ -71,6 +71,7 @@ def main() -> None:
     parser.add_argument("--scales", default="0.5,1.0", help="coarse-to-fine fractions of --size ending at 1.0, or auto")
     parser.add_argument("--pyramid-start", type=int, default=None, help="with auto: the coarsest side, px")
     parser.add_argument("--repeats", type=int, default=3, help="interleaved pairs; wall times are medians")
+    parser.add_argument("--device", default="cpu", help="cpu, or cuda (bench/gpu.sh runs the 1024 px pyramid)")
     parser.add_argument("--record", action=argparse.BooleanOptionalAction, default=True, help="append to RESULTS.md")
     args = parser.parse_args()
     single = StyleParams(size=args.size, iterations=args.iterations)
@@ -81,13 +82,13 @@ def main() -> None:
     else:
         scales = tuple(float(s) for s in args.scales.split(","))
         multi = StyleParams(size=args.size, iterations=args.iterations, scales=scales).validate()
-    stylize(CONTENT, [STYLE], StyleParams(size=32, iterations=1))  # load the model outside the timing
+    stylize(CONTENT, [STYLE], StyleParams(size=32, iterations=1), device=args.device)  # load the model untimed
     walls: dict[str, list[float]] = {"single": [], "multi": []}
     reach: dict[str, list[float]] = {"single": [], "multi": []}
     runs: dict[str, tuple[Result, Trajectory, Objective]] = {}
     for _ in range(args.repeats):
         for name, params in (("single", single), ("multi", multi)):
-            runs[name] = run(params)
+            runs[name] = run(params, args.device)
             walls[name].append(runs[name][0].seconds)
         # The single-scale run is deterministic (content init, CPU), so its final total is the same each repeat.
         target = final_total(runs["single"][0])
@@ -96,7 +97,7 @@ def main() -> None:
             if hit is not None:
                 reach[name].append(hit[1])
     objective = runs["single"][2]  # full-size targets; the coarse-to-fine run's last stage has the same
-    delivered = {name: score(objective, delivered_pixels(runs[name][0].image)) for name in runs}
+    delivered = {name: score(objective, delivered_pixels(runs[name][0].image).to(args.device)) for name in runs}
     rows = [
         "| run | stages (scale: iterations) | wall s (median) | optimiser objective | delivered objective "
         "| content | style | reaches single-scale final at |",
@@ -139,9 +140,9 @@ def main() -> None:
     print("\n".join(lines))
     if args.record:
         append_result(
-            f"Coarse-to-fine vs single-scale, {args.size} px x {args.iterations} iterations (L-BFGS, CPU)",
+            f"Coarse-to-fine vs single-scale, {args.size} px x {args.iterations} iterations (L-BFGS, {args.device})",
             f"python -m bench.multiscale --size {args.size} --iterations {args.iterations} "
-            f"--scales {args.scales} --repeats {args.repeats}"
+            f"--scales {args.scales} --repeats {args.repeats} --device {args.device}"
             + (f" --pyramid-start {args.pyramid_start}" if args.pyramid_start else ""),
             [machine_line(), "", *lines],
         )
