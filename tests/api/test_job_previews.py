@@ -87,7 +87,7 @@ def test_a_full_image_is_unchanged_by_previews(
     """Without the parameter, or with preview=false, the image is served as stored."""
     job_id = finished_job(app, submit, worker_actions)
     stored = impasto_of(app).storage.get(output_key(job_id))
-    client.get(f"/v1/jobs/{job_id}/output?preview=true")
+    assert client.get(f"/v1/jobs/{job_id}/output?preview=true").mimetype == "image/jpeg"  # made and stored now
     for query in ("", "?preview=false", "?preview=0"):
         response = client.get(f"/v1/jobs/{job_id}/output{query}")
         assert (response.status_code, response.mimetype, response.get_data()) == (200, "image/png", stored)
@@ -142,6 +142,7 @@ def test_previews_answer_404_410_and_401_as_the_full_images_do(
 ) -> None:
     """An unknown job, another key's job, no key, a revoked... each answers the preview as it answers the image."""
     job_id = finished_job(app, submit, worker_actions)
+    assert client.get(f"/v1/jobs/{job_id}/{path}?preview=true").mimetype == "image/jpeg"  # the owner's: a preview
     other, anonymous = keyed_client(app), app.test_client()
     cases = [
         (client, f"/v1/jobs/00000000-0000-0000-0000-000000000000/{path}"),
@@ -154,7 +155,8 @@ def test_previews_answer_404_410_and_401_as_the_full_images_do(
         assert preview.status_code == full.status_code and preview.status_code in (401, 404), url
         assert preview.get_json()["error"]["code"] == full.get_json()["error"]["code"]
         assert preview.headers.get("WWW-Authenticate") == full.headers.get("WWW-Authenticate")
-    assert not [name for name in observed.stored_files() if name.endswith(".preview.jpg")], "none made for them"
+    made = [name for name in observed.stored_files() if name.endswith(".preview.jpg")]
+    assert len(made) == 1, "only the owner's request made one"
 
     impasto = impasto_of(app)
     time.sleep(0.02)
@@ -169,6 +171,7 @@ def test_a_missing_original_is_404_as_for_the_full_image(
 ) -> None:
     """Storage lost the image the row names: the preview answers the full image's 404 JSON."""
     job_id = finished_job(app, submit, worker_actions)
+    assert client.get(f"/v1/jobs/{job_id}/intermediates/4?preview=true").mimetype == "image/jpeg"
     impasto_of(app).storage.delete_prefix(output_key(job_id))
     full, preview = client.get(f"/v1/jobs/{job_id}/output"), client.get(f"/v1/jobs/{job_id}/output?preview=true")
     assert (preview.status_code, preview.get_json()) == (full.status_code, full.get_json())
