@@ -27,6 +27,7 @@ REF_TEMPLATE = "#/components/schemas/{model}"
 # Schemas of non-JSON-model bodies, by media type.
 MEDIA_SCHEMAS: dict[str, dict[str, Any]] = {
     "image/png": {"type": "string", "format": "binary"},
+    "image/jpeg": {"type": "string", "format": "binary"},  # a preview (?preview=true)
     "image/*": {"type": "string", "format": "binary"},  # an upload, as sent: JPEG, PNG or WebP
     "text/html": {"type": "string"},
     "application/json": {"type": "object"},
@@ -34,8 +35,8 @@ MEDIA_SCHEMAS: dict[str, dict[str, Any]] = {
 PATH_ARGUMENT = re.compile(r"<(?:(?P<converter>\w+)(?:\([^)]*\))?:)?(?P<name>\w+)>")
 
 View = TypeVar("View", bound=Callable[..., Any])
-# A response is a pydantic model (JSON), a media type (other bodies), or None (no body).
-ResponseSpec = type[BaseModel] | str | None
+# A response is a pydantic model (JSON), a media type or several (other bodies), or None (no body).
+ResponseSpec = type[BaseModel] | str | tuple[str, ...] | None
 # Every operation needs `Authorization: Bearer <key>` unless it says `security: []` (public views).
 SECURITY_SCHEME = "bearerAuth"
 SECURITY_SCHEMES: dict[str, Any] = {
@@ -223,8 +224,9 @@ def query_parameters(schema: dict[str, Any]) -> list[dict[str, Any]]:
 def response_object(status: int, spec: ResponseSpec, refs: dict[RefKey, dict[str, Any]]) -> dict[str, Any]:
     """One entry of an operation's responses."""
     response: dict[str, Any] = {"description": HTTPStatus(status).phrase}
-    if isinstance(spec, str):
-        response["content"] = {spec: {"schema": MEDIA_SCHEMAS.get(spec, {})}}
+    if isinstance(spec, str | tuple):
+        media_types = (spec,) if isinstance(spec, str) else spec
+        response["content"] = {media: {"schema": MEDIA_SCHEMAS.get(media, {})} for media in media_types}
     elif spec is not None:
         response["content"] = {"application/json": {"schema": refs[(spec, "serialization")]}}
     return response

@@ -13,6 +13,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from impasto.shared.job_records import record_progress
 from impasto.shared.jobs import add_snapshot
 from impasto.shared.models import Job
+from impasto.shared.previews import encode_preview, preview_key
 from impasto.shared.status import JobStatus
 from impasto.shared.storage import snapshot_key
 from impasto.shared.webhooks import WebhookTarget
@@ -125,6 +126,8 @@ class JobCallbacks(Callbacks):
         self.publish_progress()
         key = snapshot_key(self.job_id, iteration)
         self.ctx.storage.put(key, png_bytes(image))
+        # Before the snapshot is listed: the page asks for its preview at once, and finds it made.
+        self.ctx.storage.put(preview_key(key), encode_preview(image))
         try:
             with self.ctx.sessions() as session:
                 add_snapshot(session, self.job_id, iteration, key)

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from impasto.shared.job_records import record_start
 from impasto.shared.jobs import claim_job, end_expired_lease, finish_job, hand_back, latest_snapshot
 from impasto.shared.models import Job
+from impasto.shared.previews import encode_preview, preview_key
 from impasto.shared.status import JobStatus
 from impasto.shared.storage import output_key
 from impasto.shared.webhooks import WebhookTarget, webhook_target
@@ -190,6 +191,7 @@ def record(ctx: WorkerContext, claimed: Claim, ran: Run, requeue: Callable[[str]
     if not with_db_retry(ctx, claimed.lease.renew_in):
         return _lease_lost(claimed.job_id)
     ctx.storage.put(output_key(claimed.job_id), png_bytes(result.image))
+    ctx.storage.put(preview_key(output_key(claimed.job_id)), encode_preview(result.image))  # before the job says done
     return _end(ctx, claimed, JobStatus.SUCCEEDED, output_key=output_key(claimed.job_id), **metrics)
 
 

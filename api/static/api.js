@@ -55,6 +55,14 @@ export function localPath(url) {
   return pathname + search;
 }
 
+/** The small JPEG form of an image URL of the API (?preview=true): for every <img> the page shows. The full
+ * image (a print-size PNG is tens of MB) is fetched only to be downloaded. */
+export function previewUrl(url) {
+  const parsed = new URL(url, location.href);
+  parsed.searchParams.set("preview", "true");
+  return parsed.href;
+}
+
 /** An authenticated image as a blob: URL (an <img> cannot send Authorization); `owned` collects it for revoking. */
 export async function blobUrl(url, owned) {
   const blob = await (await api(localPath(url))).blob();

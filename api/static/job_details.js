@@ -1,6 +1,6 @@
 // What a job was asked and how it went: its input images, every parameter, its timing.
 
-import { blobUrl } from "./api.js";
+import { blobUrl, previewUrl } from "./api.js";
 import { element } from "./schema_fields.js";
 
 /** "12 s", "3 min 5 s". */
@@ -50,7 +50,7 @@ async function inputFigures(job, owned) {
   for (const [part, value] of Object.entries(job.inputs || {})) {
     const urls = Array.isArray(value) ? value : value ? [value] : [];
     for (const [index, url] of urls.entries()) {
-      try { entries.push([urls.length > 1 ? `${part} ${index + 1}` : part, await blobUrl(url, owned)]); }
+      try { entries.push([urls.length > 1 ? `${part} ${index + 1}` : part, await blobUrl(previewUrl(url), owned)]); }
       catch (_) { /* expired or gone: left out */ }
     }
   }

@@ -1,7 +1,7 @@
 // The job view: status (announced), progress bar, the image, the loss chart, the snapshots, the
 // job's details, cancel and download. Fed by the job JSON, then by the job's event stream.
 
-import { ApiError, apiJson, blobUrl, readEvents } from "./api.js";
+import { ApiError, apiJson, blobUrl, previewUrl, readEvents } from "./api.js";
 import { formatSeconds, refreshTiming, runSeconds, showDetails } from "./job_details.js";
 import { LossChart } from "./loss_chart.js";
 
@@ -99,7 +99,7 @@ export class JobView {
     for (const snap of job.outputs.intermediates) await this.addSnapshot(snap.iteration, snap.url);
     if (mine !== this.current) return;
     if (job.outputs.final) {
-      const url = await blobUrl(job.outputs.final, mine.owned);
+      const url = await blobUrl(previewUrl(job.outputs.final), mine.owned);
       this.showImage(url, "final image");
       this.setDownload({ url: job.outputs.final, name: `${job.id}.png`, label: "Download image" });
     } else if (job.expired) {
@@ -168,7 +168,7 @@ export class JobView {
     if (!mine || mine.snapshots.has(iteration)) return;
     mine.snapshots.set(iteration, null);
     let src;
-    try { src = await blobUrl(url, mine.owned); } catch (_) { mine.snapshots.delete(iteration); return; }
+    try { src = await blobUrl(previewUrl(url), mine.owned); } catch (_) { mine.snapshots.delete(iteration); return; }
     if (mine !== this.current) return;
     mine.snapshots.set(iteration, src);
     const button = document.createElement("button");
@@ -205,7 +205,7 @@ export class JobView {
     if (!target) return;
     try {
       const link = document.createElement("a");
-      link.href = await blobUrl(target.url, this.current.owned);
+      link.href = await blobUrl(target.url, this.current.owned);  // the full image: what a download is for
       link.download = target.name;
       link.click();
     } catch (error) { this.showError(error.message); }

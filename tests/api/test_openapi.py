@@ -57,7 +57,8 @@ def test_spec_has_the_schemas(client: FlaskClient) -> None:
     listing = spec["paths"]["/v1/jobs"]["get"]
     assert {p["name"] for p in listing["parameters"]} == {"status", "limit", "cursor"}
     item = spec["paths"]["/v1/jobs/{job_id}/intermediates/{iteration}"]["get"]
-    assert {p["name"]: p["schema"]["type"] for p in item["parameters"]} == {"job_id": "string", "iteration": "integer"}
+    expected = {"job_id": "string", "iteration": "integer", "preview": "boolean"}
+    assert {p["name"]: p["schema"]["type"] for p in item["parameters"]} == expected
     refs = [value for value in walk(spec) if isinstance(value, str) and value.startswith("#/components/schemas/")]
     assert all(ref.rsplit("/", 1)[1] in schemas for ref in refs)
 
@@ -69,6 +70,25 @@ def walk(node: Any) -> list[Any]:
     if isinstance(node, list):
         return [value for child in node for value in [child, *walk(child)]]
     return []
+
+
+@pytest.mark.parametrize(
+    ("path", "full"),
+    [
+        ("/v1/jobs/{job_id}/output", "image/png"),
+        ("/v1/jobs/{job_id}/intermediates/{iteration}", "image/png"),
+        ("/v1/jobs/{job_id}/inputs/content", "image/*"),
+        ("/v1/jobs/{job_id}/inputs/style/{index}", "image/*"),
+    ],
+)
+def test_every_image_lists_its_preview(client: FlaskClient, path: str, full: str) -> None:
+    """Each image endpoint documents `preview` (a boolean, off by default) and both bodies it may answer."""
+    operation = client.get("/openapi.json").get_json()["paths"][path]["get"]
+    (preview,) = [p for p in operation["parameters"] if p["name"] == "preview"]
+    assert (preview["in"], preview["required"], preview["schema"]["type"]) == ("query", False, "boolean")
+    assert preview["schema"]["default"] is False and "JPEG" in preview["description"]
+    assert set(operation["responses"]["200"]["content"]) == {full, "image/jpeg"}
+    assert {"422", "503"} <= set(operation["responses"])
 
 
 def test_docs_page(client: FlaskClient) -> None:

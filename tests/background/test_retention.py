@@ -47,6 +47,27 @@ def test_retention_expires_images(
     assert observed.job(done).expired_at is not None
 
 
+def test_retention_deletes_previews_with_the_images(
+    app: Flask, client: FlaskClient, submit: Submit, worker_actions: WorkerActions, observed: Observed
+) -> None:
+    """The previews of an expired job's final image and snapshots (stored beside them under the job's prefix)
+    go with them; an expired job's previews answer 410 and are not made again."""
+    done = submit().get_json()["id"]
+    worker_actions.claim(done)
+    worker_actions.snapshot(done, 5)
+    worker_actions.finish(done, JobStatus.SUCCEEDED)
+    urls = [f"/v1/jobs/{done}/output?preview=true", f"/v1/jobs/{done}/intermediates/5?preview=true"]
+    assert [client.get(url).status_code for url in urls] == [200, 200]
+    previews = [path for path in observed.stored_files() if path.endswith(".preview.jpg")]
+    assert sorted(previews) == sorted([f"jobs/{done}/final.preview.jpg", f"jobs/{done}/snapshots/000005.preview.jpg"])
+    impasto = impasto_of(app)
+    time.sleep(0.02)
+    assert expire_jobs(impasto.sessions, impasto.storage, impasto.settings.model_copy(update={"retention_s": 0.01}))
+    assert not [path for path in observed.stored_files() if path.startswith(f"jobs/{done}/")]
+    assert [client.get(url).status_code for url in urls] == [410, 410]
+    assert not [path for path in observed.stored_files() if path.startswith(f"jobs/{done}/")]
+
+
 def test_migration_0005_up_down_up(empty_database: str, tmp_path: Path) -> None:
     """0005 adds the webhook and expiry columns to a jobs table with rows, and reverses cleanly."""
     config = alembic_config(Settings(data_dir=tmp_path, database_url=empty_database))

@@ -4,9 +4,11 @@ downloaded), and the checks they share: the page's width, and its accessibility 
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, urlparse
 
 import pytest
 
@@ -32,6 +34,8 @@ INTERACTIVE_ROLES = {
     "searchbox", "listbox", "menuitem", "tab", "option",
 }  # fmt: skip
 IMAGE_ROLES = {"image", "img"}
+# The API's image URLs: a job's final image, its snapshots, its inputs.
+JOB_IMAGE_PATH = re.compile(r"^/v1/jobs/[^/]+/(output|intermediates/\d+|inputs/content|inputs/style/\d+)$")
 
 
 @contextlib.contextmanager
@@ -127,3 +131,20 @@ def broken_images(page: Page) -> list[str]:
              .map((img) => img.alt || img.id)"""
     )
     return found
+
+
+def record_image_requests(page: Page) -> list[str]:
+    """A list that fills with the URL of every job image the page requests from now on (fetch or <img>)."""
+    urls: list[str] = []
+
+    def seen(request: Any) -> None:
+        if JOB_IMAGE_PATH.match(urlparse(request.url).path):
+            urls.append(request.url)
+
+    page.on("request", seen)
+    return urls
+
+
+def full_size(urls: list[str]) -> list[str]:
+    """The URLs among `urls` that fetch an image at full size: without ?preview=true."""
+    return [url for url in urls if parse_qs(urlparse(url).query).get("preview") != ["true"]]

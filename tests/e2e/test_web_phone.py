@@ -19,8 +19,10 @@ from tests.e2e.browser import (
     assert_fits_viewport,
     broken_images,
     browser_pages,
+    full_size,
     log_in,
     needs_chromium,
+    record_image_requests,
 )
 from tests.e2e.conftest import API_KEYS, start_production_stack
 
@@ -110,6 +112,7 @@ def test_phone_page_fits_and_follows_a_job(stack: Stack, samples: Path, pages: A
     from playwright.sync_api import expect
 
     page = pages(PHONE)
+    images = record_image_requests(page)
     page.goto(stack.url + "/")
     expect(page.locator("#notice")).to_contain_text("impasto keys create")  # how to get a key
     expect(page.locator("input[name=size]")).to_be_visible()
@@ -142,6 +145,8 @@ def test_phone_page_fits_and_follows_a_job(stack: Stack, samples: Path, pages: A
     expect(page.locator("#jobs a .status", has_text="succeeded")).to_have_count(1)  # the list keeps up
     check_state(page, "finished with many snapshots")
     assert stack.job(finished_id)["status"] == "succeeded"
+    # Every image the page showed, live from the event stream too, was fetched as a preview.
+    assert len(images) >= 8 + 1 + 3 and full_size(images) == [], images
 
 
 def test_a_job_opens_from_its_address(stack: Stack, samples: Path, pages: Any) -> None:
@@ -156,6 +161,7 @@ def test_a_job_opens_from_its_address(stack: Stack, samples: Path, pages: Any) -
     job = stack.job(job_id)
 
     page = pages(PHONE)  # a new tab: no key yet
+    images = record_image_requests(page)
     page.goto(f"{stack.url}/#/jobs/{job_id}")
     expect(page.locator("#notice")).to_contain_text("API key")
     page.fill("#key", stack.key)
@@ -188,6 +194,14 @@ def test_a_job_opens_from_its_address(stack: Stack, samples: Path, pages: Any) -
     snapshot.focus()
     page.keyboard.press("Enter")
     expect(page.locator("#image-caption")).to_have_text("iteration 2")
+    # Inputs, snapshots and the final image: all fetched as previews (small JPEGs), none at full size.
+    assert len(images) >= 2 + 3 + 1 and full_size(images) == [], images
+    shown = page.evaluate("() => [...document.images].filter((img) => img.src).map((img) => img.src)")
+    assert shown and all(src.startswith("blob:") for src in shown), shown
+    sizes = page.evaluate(
+        "() => [...document.images].filter((img) => img.src).map((img) => [img.naturalWidth, img.naturalHeight])"
+    )
+    assert all(0 < max(size) <= 1024 for size in sizes), sizes
     # A job row is a link: focus and Enter open its address.
     row = page.locator(f'#jobs a[href="#/jobs/{job_id}"]')
     expect(row).to_have_attribute("aria-current", "page")
@@ -205,6 +219,7 @@ def test_the_list_follows_a_job_and_a_canceled_job_downloads(stack: Stack, sampl
     from playwright.sync_api import expect
 
     page = pages(PHONE)
+    images = record_image_requests(page)
     log_in(page, stack.url, stack.key)
     # Long enough not to end before the cancel on a fast machine; a snapshot soon, well inside MAX_RUN_SECONDS.
     job_id = submit(page, samples, size=32, iterations=300, snapshot_every=3)
@@ -219,9 +234,12 @@ def test_the_list_follows_a_job_and_a_canceled_job_downloads(stack: Stack, sampl
     row.click()
     download_button = page.locator("#download")
     expect(download_button).to_have_text(re.compile(r"^Download snapshot \d+$"))
+    shown_before_download = list(images)
     with page.expect_download() as info:
         download_button.click()
-    assert Path(info.value.path()).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert Path(info.value.path()).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"  # the full PNG, not the preview
+    assert shown_before_download and full_size(shown_before_download) == [], shown_before_download
+    assert len(full_size(images)) == 1 and "/intermediates/" in full_size(images)[0], images
     check_state(page, "canceled")
 
 

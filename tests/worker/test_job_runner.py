@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import io
 import threading
 import time
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from PIL import Image
 from sqlalchemy import update
 
-from impasto.shared.jobs import UNWATCHED, add_snapshot, claim_job, end_expired_lease
+from impasto.shared.jobs import UNWATCHED, add_snapshot, claim_job, end_expired_lease, finish_job
 from impasto.shared.models import Job, utcnow
+from impasto.shared.previews import PREVIEW_MAX_SIDE, preview_key
 from impasto.shared.status import JobStatus
 from impasto.shared.storage import output_key, snapshot_key
 from impasto.worker import job_callbacks, job_runner
@@ -50,6 +53,38 @@ def test_runs_to_success_with_snapshots_and_metrics(ctx: WorkerContext, samples:
     assert job.output_key and ctx.storage.exists(job.output_key)
     assert job.losses and job.losses["total"] > 0 and job.iterations_per_second and job.run_seconds
     assert job.lease_owner is None and job.worker == "w1" and job.device == "cpu"
+
+
+def test_a_run_stores_a_preview_beside_each_image_before_listing_it(
+    ctx: WorkerContext, samples: Path, monkeypatch: Any
+) -> None:
+    """Each snapshot and the final image get a JPEG preview, stored before the job lists the image: the
+    API then serves it as stored and never decodes the PNG for it."""
+    job_id = make_job(ctx, samples)
+    listed: list[str] = []
+
+    def add_snapshot_seeing_preview(session: Any, job: str, iteration: int, key: str) -> Any:
+        assert ctx.storage.exists(preview_key(key)), f"snapshot {iteration} listed before its preview"
+        listed.append(key)
+        return add_snapshot(session, job, iteration, key)
+
+    def finish_seeing_preview(*args: Any, **values: Any) -> Any:
+        if "output_key" in values:
+            assert ctx.storage.exists(preview_key(values["output_key"])), "final image recorded before its preview"
+            listed.append(values["output_key"])
+        return finish_job(*args, **values)
+
+    monkeypatch.setattr(job_callbacks, "add_snapshot", add_snapshot_seeing_preview)
+    monkeypatch.setattr(job_runner, "finish_job", finish_seeing_preview)
+    assert run_transfer(ctx, job_id, "w1", "w1/a") == "succeeded"
+    job = load(ctx, job_id)
+    assert listed == [snapshot_key(job_id, 4), snapshot_key(job_id, 8), snapshot_key(job_id, 12), output_key(job_id)]
+    for key in listed:
+        full = Image.open(io.BytesIO(ctx.storage.get(key)))
+        preview = Image.open(io.BytesIO(ctx.storage.get(preview_key(key))))
+        assert (preview.format, preview.mode) == ("JPEG", "RGB")
+        assert preview.size == full.size and max(preview.size) <= PREVIEW_MAX_SIDE  # a small job: not enlarged
+    assert job.output_key == output_key(job_id)
 
 
 def test_duplicate_delivery_is_dropped(ctx: WorkerContext, samples: Path) -> None:
