@@ -45,6 +45,15 @@ def test_first_lbfgs_iteration_needs_few_evaluations(images) -> None:
     assert torch_first_step.evaluations > first.evaluations
 
 
+def test_the_first_step_shrinks_as_one_over_the_root_of_the_pixels_above_a_megapixel() -> None:
+    """0.3 up to 1024² pixels; half of it at four times that (0.3 overshot at 2048 px: evaluation.py)."""
+    from impasto.worker.engine.evaluation import first_step_rms
+
+    assert first_step_rms(0.3, 1024 * 681) == first_step_rms(0.3, 1024 * 1024) == 0.3
+    assert first_step_rms(0.3, 2048 * 2048) == pytest.approx(0.15)
+    assert first_step_rms(0.3, 4096 * 2724) == pytest.approx(0.3 * (1024 * 1024 / (4096 * 2724)) ** 0.5)
+
+
 def test_first_step_at_every_stage_keeps_evaluations_low(images, recorder) -> None:
     """With two scales each stage starts with the sized first step: few evaluations, and the objective still falls."""
     callbacks = recorder()

@@ -58,7 +58,8 @@ class StyleParams:
     # Size of L-BFGS's first step at each stage, as the RMS change of the optimised logits.
     # torch's own first step, min(1, 1/|g|₁)·lr, is so short that its line search spends about
     # seven evaluations extrapolating; a step of this size is accepted in one or two
-    # (bench/seed_race.py: 0.3 moved the race further per evaluation than 0.1). None keeps torch's.
+    # (bench/seed_race.py: 0.3 moved the race further per evaluation than 0.1). Above 1 M pixels
+    # it shrinks as 1/√pixels (evaluation.first_step_rms: 0.3 overshoots at 2048 px). None keeps torch's.
     lbfgs_first_step: float | None = 0.3
     init: str = "content"  # "image" takes the image passed to stylize(init_image=...)
     seed: int = 0
