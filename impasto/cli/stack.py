@@ -14,7 +14,7 @@ import click
 
 from impasto import Client
 from impasto.cli.embedded_memory import cpu_worker_memory, machine_memory_bytes
-from impasto.cli.serve import gunicorn_command
+from impasto.cli.serve import check_port_free, gunicorn_command
 from impasto.shared.database import upgrade_database
 from impasto.shared.local_key import ensure_local_key, issue_web_token, make_private, web_token_path
 from impasto.shared.settings import get_settings
@@ -44,6 +44,7 @@ class EmbeddedStack:
         # Owner-only: the folder holds the key, the database and every image. Files made before
         # this version (or by this process, whose umask is the user's) are tightened here; the
         # children create theirs owner-only (umask 077).
+        check_port_free("127.0.0.1", self.port)  # before any child starts
         make_private(self.data_dir)
         upgrade_database(self.settings)
         self.api_key = ensure_local_key(self.settings)
