@@ -23,7 +23,9 @@ def test_retention_deletes_the_files_then_answers_410(
         job, _ = poll(url, job["id"], until=("succeeded", "failed", "canceled"))
         assert job["status"] == "succeeded", job
         files = tmp_path / "storage" / "jobs" / job["id"]
-        assert (files / "final.png").is_file() and len(list((files / "snapshots").iterdir())) == 4
+        snapshots = sorted(path.name for path in (files / "snapshots").iterdir())
+        assert (files / "final.png").is_file() and (files / "final.preview.jpg").is_file()
+        assert len([n for n in snapshots if n.endswith(".preview.jpg")]) == 4 and len(snapshots) == 8  # with previews
         image_urls = [job["outputs"]["final"], *(s["url"] for s in job["outputs"]["intermediates"])]
         assert all(requests.get(u, headers=auth(url), timeout=10).status_code == 200 for u in image_urls)
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
+from impasto.shared import size_classes
 from impasto.shared.job_params import JobParams
 from impasto.shared.settings import get_settings
 from impasto.shared.size_classes import (
@@ -130,13 +133,22 @@ def test_a_job_over_the_limit_by_its_styles_gets_no_queue() -> None:
     ],
 )
 def test_a_cpu_worker_takes_the_classes_its_engine_budget_holds(
-    budget_mb: int | None, queues: list[str], caplog: pytest.LogCaptureFixture
+    budget_mb: int | None, queues: list[str], caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A CPU worker's classes follow its IMPASTO_ENGINE_MEMORY_BUDGET_MB, and it says what a larger one needs."""
     settings = get_settings(
         small_job_max_pixels=1_000_000, max_output_pixels=4_000_000, engine_memory_budget_mb=budget_mb
     )
-    assert cpu_queues(settings) == queues
+    # On the logger itself: an earlier test in the same process may have configured logging so that
+    # this module's records no longer reach the root logger (Celery's and the app's set-up do).
+    logger = logging.getLogger(size_classes.__name__)
+    monkeypatch.setattr(logger, "disabled", False)
+    logger.addHandler(caplog.handler)
+    try:
+        with caplog.at_level(logging.WARNING, logger=logger.name):
+            assert cpu_queues(settings) == queues
+    finally:
+        logger.removeHandler(caplog.handler)
     assert pixels_for_cpu_budget(None) == pixels_for_cpu_budget(2048) > 6_000_000
     if queues == [SMALL_QUEUE]:
         assert "IMPASTO_ENGINE_MEMORY_BUDGET_MB=1379 or more would take it" in caplog.text
