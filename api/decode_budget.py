@@ -22,6 +22,7 @@ from contextlib import contextmanager
 
 from flask import current_app
 
+from impasto.api.errors import ApiError
 from impasto.shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -109,3 +110,17 @@ def app_decode_budget(settings: Settings) -> DecodeBudget:
                     log.info("this C library has no mallopt(M_MMAP_THRESHOLD); freed decode memory may stay")
                 current_app.extensions[EXTENSION_KEY] = budget
     return budget
+
+
+# Retry-After of the 503 when the decode budget stays spent: a few decodes' time.
+DECODE_RETRY_AFTER_S = 5
+
+
+def decode_busy(what: str) -> ApiError:
+    """The 503 with Retry-After for a request whose decode found the budget spent (`what`: uploads, images)."""
+    return ApiError(
+        503,
+        "server_busy",
+        f"the server is decoding other {what}; retry shortly",
+        headers={"Retry-After": str(DECODE_RETRY_AFTER_S)},
+    )

@@ -11,14 +11,13 @@ from flask import Blueprint, Response, request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from impasto.api.context import current_impasto, db_session
-from impasto.api.decode_budget import DecodeBusy, app_decode_budget
+from impasto.api.decode_budget import DecodeBusy, app_decode_budget, decode_busy
 from impasto.api.errors import ApiError, not_found, validation_details
 from impasto.api.images import EXTENSIONS, MEDIA_TYPES
 from impasto.api.jobs import find_job
 from impasto.api.openapi import documented
 from impasto.api.previews import PreviewUnavailable, missing_original, open_preview, unavailable
 from impasto.api.schemas import ErrorBody
-from impasto.api.submission import DECODE_RETRY_AFTER_S
 from impasto.shared.job_params import MAX_JOB_ITERATIONS
 from impasto.shared.models import Job, JobSnapshot
 from impasto.shared.previews import PREVIEW_MAX_SIDE, PREVIEW_MEDIA_TYPE
@@ -93,12 +92,7 @@ def image_response(key: str, filename: str, mimetype: str, query: ImageQuery) ->
     except PreviewUnavailable as exc:
         raise unavailable(exc) from exc
     except DecodeBusy as exc:
-        raise ApiError(
-            503,
-            "server_busy",
-            "the server is decoding other images; retry shortly",
-            headers={"Retry-After": str(DECODE_RETRY_AFTER_S)},
-        ) from exc
+        raise decode_busy("images") from exc
     response = Response(read_chunks(stream), mimetype=PREVIEW_MEDIA_TYPE)
     response.call_on_close(stream.close)
     response.content_length = size

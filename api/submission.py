@@ -11,7 +11,7 @@ from flask import Request
 from pydantic import ValidationError
 from werkzeug.datastructures import FileStorage
 
-from impasto.api.decode_budget import DecodeBudget, DecodeBusy, app_decode_budget
+from impasto.api.decode_budget import DecodeBudget, DecodeBusy, app_decode_budget, decode_busy
 from impasto.api.errors import ApiError, validation_details
 from impasto.api.images import CheckedImage, ImageRejected, check_image
 from impasto.api.masks import check_label, check_mask_parts
@@ -39,8 +39,6 @@ IMAGE_ERROR_STATUS: dict[str, int] = {"unsupported_format": 415}
 MAX_PARAMS_LENGTH = 64 * 1024
 # Errors listed in a 422; a params object with thousands of unknown keys gets the first few.
 MAX_DETAILS = 20
-# Retry-After of the 503 when the decode budget stays spent: a few decodes' time.
-DECODE_RETRY_AFTER_S = 5
 
 
 @dataclass(frozen=True)
@@ -225,12 +223,7 @@ def read_image(upload: FileStorage, field: str, settings: Settings, budget: Deco
     try:
         return check_image(upload.read(), settings.max_image_pixels, settings.allowed_image_formats, budget)
     except DecodeBusy as exc:
-        raise ApiError(
-            503,
-            "server_busy",
-            "the server is decoding other uploads; retry shortly",
-            headers={"Retry-After": str(DECODE_RETRY_AFTER_S)},
-        ) from exc
+        raise decode_busy("uploads") from exc
     except ImageRejected as exc:
         raise ApiError(
             IMAGE_ERROR_STATUS.get(exc.code, 422),

@@ -349,6 +349,20 @@ def measure(
         server.stop()
 
 
+def api_env(work_dir: Path, database_url: str, redis_url: str) -> dict[str, str]:
+    """The environment of a benchmarked API: its services, a scratch folder, the limits raised."""
+    return {
+        **os.environ,
+        "IMPASTO_DATABASE_URL": database_url,
+        "IMPASTO_BROKER_URL": redis_url,
+        "IMPASTO_STORAGE_URL": f"file://{work_dir / 'storage'}",
+        "IMPASTO_DATA_DIR": str(work_dir / "data"),
+        "IMPASTO_RATE_LIMIT": RATE_LIMIT,
+        "IMPASTO_MAX_ACTIVE_JOBS": str(MAX_ACTIVE_JOBS),
+        "PROMETHEUS_MULTIPROC_DIR": str(work_dir / "metrics"),
+    }
+
+
 def setup_database(name: str) -> str:
     """Create the throwaway database (dropping a leftover of an earlier run); returns its URL."""
     with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as conn:
@@ -443,16 +457,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="impasto-bench-api-") as tmp:
         work_dir = Path(tmp)
         (work_dir / "metrics").mkdir()
-        env = {
-            **os.environ,
-            "IMPASTO_DATABASE_URL": setup_database(args.database),
-            "IMPASTO_BROKER_URL": args.redis_url,
-            "IMPASTO_STORAGE_URL": f"file://{work_dir / 'storage'}",
-            "IMPASTO_DATA_DIR": str(work_dir / "data"),
-            "IMPASTO_RATE_LIMIT": RATE_LIMIT,
-            "IMPASTO_MAX_ACTIVE_JOBS": str(MAX_ACTIVE_JOBS),
-            "PROMETHEUS_MULTIPROC_DIR": str(work_dir / "metrics"),
-        }
+        env = api_env(work_dir, setup_database(args.database), args.redis_url)
         try:
             cli(env, "db", "upgrade")
             key = cli(env, "keys", "create", "--name", "bench").strip()

@@ -29,13 +29,12 @@ import redis
 import requests
 
 from bench.api_load import (
-    MAX_ACTIVE_JOBS,
-    RATE_LIMIT,
     STYLE,
     TARGET_P99_MS,
     TARGET_POLLS_S,
     ApiServer,
     WrkResult,
+    api_env,
     busy_fraction,
     cli,
     content_images,
@@ -99,16 +98,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="impasto-bench-paced-") as tmp:
         work = Path(tmp)
         (work / "metrics").mkdir()
-        env = {
-            **os.environ,
-            "IMPASTO_DATABASE_URL": setup_database(args.database),
-            "IMPASTO_BROKER_URL": args.redis_url,
-            "IMPASTO_STORAGE_URL": f"file://{work / 'storage'}",
-            "IMPASTO_DATA_DIR": str(work / "data"),
-            "IMPASTO_RATE_LIMIT": RATE_LIMIT,
-            "IMPASTO_MAX_ACTIVE_JOBS": str(MAX_ACTIVE_JOBS),
-            "PROMETHEUS_MULTIPROC_DIR": str(work / "metrics"),
-        }
+        env = api_env(work, setup_database(args.database), args.redis_url)
         try:
             cli(env, "db", "upgrade")
             key = cli(env, "keys", "create", "--name", "bench").strip()

@@ -10,7 +10,6 @@ import torch
 from impasto.worker.engine.objective import Objective
 from impasto.worker.engine.tiling import TiledEvaluation
 
-
 # Above this many pixels, the first step shrinks as 1/√pixels. Measured on the chelsea sample along −g from
 # the content (the objective, default weights, at RMS logit steps): at 1024x681 0.3 lowers it from 21.02
 # to 15.36; at 2048x1362 0.3 raises it to 21.1, and the best of the steps tried is 0.2 (20.15); at
