@@ -5,7 +5,7 @@
 For each size, stylize() runs with the default StyleParams (original VGG19, L-BFGS) on the
 sample content and style. The optimiser's side is its last total as reported to
 Callbacks.on_progress. The delivered side is what a user downloads: Result.image through the
-worker's own PNG encoder (impasto.worker.job_callbacks.png_bytes), decoded by Pillow and turned into
+worker's own PNG encoder (impasto.worker.engine.imaging.png_bytes), decoded by Pillow and turned into
 pixels by the engine's preprocessing (imaging.open_image, imaging.to_tensor), then scored
 with the very Objective instance the engine built for its last stage (same targets, weights,
 normalisation and TV term). The reported loss is that Objective's weighted terms at the
@@ -26,8 +26,8 @@ from PIL import Image
 
 from bench.results import append_result, machine_line
 from impasto.worker.engine import Callbacks, Losses, StyleParams, imaging, optimize, stylize
+from impasto.worker.engine.imaging import png_bytes
 from impasto.worker.engine.objective import Objective
-from impasto.worker.job_callbacks import png_bytes
 
 CONTENT, STYLE = "shared/samples/chelsea.jpg", "shared/samples/starry_night.jpg"
 TARGET_GAP = 0.10  # the target: delivered objective within 10 % of the optimiser's last

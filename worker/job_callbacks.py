@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import logging
 import time
 
@@ -19,17 +18,11 @@ from impasto.shared.storage import snapshot_key
 from impasto.shared.webhooks import WebhookTarget
 from impasto.worker.context import WorkerContext
 from impasto.worker.engine import Callbacks, Losses
+from impasto.worker.engine.imaging import png_bytes
 from impasto.worker.lease import Lease
 from impasto.worker.shutdown import shutdown_requested
 
 log = logging.getLogger(__name__)
-
-
-def png_bytes(image: Image.Image) -> bytes:
-    """Encode an image as PNG."""
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 class JobCallbacks(Callbacks):

@@ -23,8 +23,9 @@ from impasto.shared.storage import output_key
 from impasto.shared.webhooks import WebhookTarget, webhook_target
 from impasto.worker.context import WorkerContext
 from impasto.worker.engine import EngineError, Result, Resume, StyleParams, stylize
+from impasto.worker.engine.imaging import png_bytes
 from impasto.worker.engine.params import engine_regions
-from impasto.worker.job_callbacks import JobCallbacks, png_bytes
+from impasto.worker.job_callbacks import JobCallbacks
 from impasto.worker.lease import Lease
 from impasto.worker.metrics import worker_metrics
 

@@ -15,7 +15,7 @@ from impasto.shared.models import Job
 from impasto.shared.storage import snapshot_key, upload_key
 from impasto.worker.context import WorkerContext
 from impasto.worker.engine import imaging
-from impasto.worker.job_callbacks import png_bytes
+from impasto.worker.engine.imaging import png_bytes
 from impasto.worker.job_runner import run_transfer
 from tests.worker.test_job_runner import expire_lease, load
 

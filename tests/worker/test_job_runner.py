@@ -20,7 +20,8 @@ from impasto.shared.storage import output_key, snapshot_key
 from impasto.worker import job_callbacks, job_runner
 from impasto.worker.context import WorkerContext
 from impasto.worker.engine import stylize
-from impasto.worker.job_callbacks import JobCallbacks, png_bytes
+from impasto.worker.engine.imaging import png_bytes
+from impasto.worker.job_callbacks import JobCallbacks
 from impasto.worker.job_runner import run_transfer
 from impasto.worker.lease import Lease
 from tests.worker.conftest import make_job

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import torch
@@ -19,6 +20,13 @@ _RGB_TO_YCBCR = torch.tensor(
     ]
 )
 _CHROMA_OFFSET = torch.tensor([0.0, 128.0, 128.0]).view(1, 3, 1, 1)
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    """Encode an image as PNG (what storage keeps of every snapshot and result)."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 def open_image(source: str | Path | Image.Image) -> Image.Image:
