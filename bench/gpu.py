@@ -780,6 +780,9 @@ def record(path: Path) -> None:
     print(f"appended {path} to bench/RESULTS.md")
 
 
+SECTIONS = ("matmul ceiling", "job", "per size", "seed race", "variants", "gram cache", "max fit")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes and few iterations: a smoke test")
@@ -787,10 +790,16 @@ def main() -> None:
     parser.add_argument("--out", default=os.environ.get("OUT") or "bench/out", help="folder for gpu.json/gpu.md")
     parser.add_argument("--budget", type=float, help="seconds for all measurements (default 390; quick 150)")
     parser.add_argument("--record", type=Path, help="append this gpu.json to bench/RESULTS.md and exit")
+    parser.add_argument(
+        "--sections", help=f"comma-separated, of: {', '.join(SECTIONS)} (default all; 'seed race' as seed_race)"
+    )
     args = parser.parse_args()
     if args.record:
         record(args.record)
         return
+    chosen = set(SECTIONS) if not args.sections else {name.replace("_", " ") for name in args.sections.split(",")}
+    if unknown := chosen - set(SECTIONS):
+        parser.error(f"unknown sections {sorted(unknown)}; choose from {', '.join(SECTIONS)}")
     plan = QUICK if args.quick else FULL
     if args.budget:
         plan = dataclasses.replace(plan, budget_s=args.budget)
@@ -831,6 +840,8 @@ def main() -> None:
             ("gram cache", bench.gram_cache),
             ("max fit", bench.max_fit),
         ):
+            if name not in chosen:
+                continue
             started = time.perf_counter()
             note = "done"
             try:

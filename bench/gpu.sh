@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# GPU benchmark of the engine, in one call that fits a device lease (under 10 minutes):
-# 1. the 1024 px pyramid comparison (bench/multiscale.py, issue 15) into pyramid.md, within
-#    ${PYRAMID_BENCH_TIMEOUT:-170} s (0 skips it; $PYRAMID_ARGS replaces its size, iterations and device);
-# 2. python -m bench.gpu --budget $GPU_BENCH_BUDGET "$@" (bench/gpu.py), writing gpu.json, gpu.md and
-#    gpu.log under ${OUT:-bench/out}, as it goes; ended after ${GPU_BENCH_TIMEOUT:-400} s, its own
-#    budget ${GPU_BENCH_BUDGET:-350} s.
+# GPU benchmark of the engine, in one call that fits a device lease (under 10 minutes), in the order
+# of $GPU_STEPS (default "pyramid gpu profile"), each ended by its own timeout:
+# pyramid: the 1024 px pyramid comparison (bench/multiscale.py, issue 15) into pyramid.md, within
+#    ${PYRAMID_BENCH_TIMEOUT:-170} s ($PYRAMID_ARGS replaces its size, iterations and device);
+# gpu: python -m bench.gpu --budget $GPU_BENCH_BUDGET "$@" (bench/gpu.py), writing gpu.json, gpu.md
+#    and gpu.log under ${OUT:-bench/out}, as it goes; ended after ${GPU_BENCH_TIMEOUT:-400} s, its own
+#    budget ${GPU_BENCH_BUDGET:-350} s;
+# profile: python -m bench.gpu_profile at 512 px into profile.txt, within ${PROFILE_TIMEOUT:-60} s
+#    ($PROFILE_ARGS replaces its size; add --device cpu for a smoke test).
 #
 # The engine is imported as impasto.worker.engine. Where that python has no install of this repo
 # (the GPU machine: its image's python, no network), a folder of links gives setup.py's layout
@@ -65,13 +68,20 @@ echo "gpu.sh: $py ($("$py" -c 'import sys, torch; print(sys.version.split()[0], 
 export PYTHONUNBUFFERED=1
 set -o pipefail
 status=0
-# Issue 15: the automatic pyramid against single-scale where it matters, 1024 px x the default 500
-# iterations (hours on the CPU).
-if [[ "${PYRAMID_BENCH_TIMEOUT:-170}" != 0 ]]; then
+pyramid() {  # issue 15: the automatic pyramid against single-scale where it matters (hours on the CPU)
     timeout -k 10 "${PYRAMID_BENCH_TIMEOUT:-170}" "$py" -m bench.multiscale \
         ${PYRAMID_ARGS:---size 1024 --iterations 500 --device cuda} --scales auto --repeats 2 --no-record \
         2>&1 | tee "$out/pyramid.md" || status=$?
-fi
-timeout -k 10 "${GPU_BENCH_TIMEOUT:-400}" "$py" -m bench.gpu --out "$out" --budget "${GPU_BENCH_BUDGET:-350}" "$@" \
-    2>&1 | tee "$out/gpu.log" || status=$?
+}
+gpu() {
+    timeout -k 10 "${GPU_BENCH_TIMEOUT:-400}" "$py" -m bench.gpu --out "$out" --budget "${GPU_BENCH_BUDGET:-350}" "$@" \
+        2>&1 | tee "$out/gpu.log" || status=$?
+}
+profile() {  # where a 512 px iteration's time goes (torch.profiler)
+    timeout -k 10 "${PROFILE_TIMEOUT:-60}" "$py" -m bench.gpu_profile ${PROFILE_ARGS:---size 512} --out "$out" \
+        2>&1 | tail -40 || status=$?
+}
+for step in ${GPU_STEPS:-pyramid gpu profile}; do
+    "$step" "$@"
+done
 exit "$status"

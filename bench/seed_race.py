@@ -5,7 +5,8 @@
 
 The fair race (issue 17): the engine's objective is set equal to the seed's up to a constant
 factor (content weight 1, style weight 1, per-layer style weights 1e6·w_l·(M_l/d_l)·mean(Â_l²)
-/ mean(P²), w_l = 1, .75, .2, .2, .2), and both get the style image squashed to the content's
+/ mean(P²), w_l = 1, .75, .2, .2, .2; above ~300 px the content and layer weights are all divided
+by one k that keeps them within the engine's bounds), and both get the style image squashed to the content's
 shape. Every delivered image is scored with the seed's own definition (bench.seed_score).
 
 The target: the seed's delivered image after --seed-steps, read from bench.seed_final's JSON
@@ -40,6 +41,8 @@ from bench.seed_score import CONTENT, STYLE, SeedScore, SeedScorer
 from impasto.worker.engine import Callbacks, StyleParams, imaging, load_vgg, stylize
 from impasto.worker.engine.losses import energy, gram
 
+MAX_ENGINE_WEIGHT = 1e12  # StyleParams.validate()'s bound on every weight
+
 # Engine settings raced, by name: StyleParams fields on top of the race's objective.
 VARIANTS: dict[str, dict[str, Any]] = {
     "default": {},
@@ -48,7 +51,12 @@ VARIANTS: dict[str, dict[str, Any]] = {
 
 
 def race_params(size: int, iterations: int, device: str = "cpu", **overrides: Any) -> StyleParams:
-    """The engine's StyleParams whose objective is the seed's divided by mean(P²) (see the module doc)."""
+    """The engine's StyleParams whose objective is the seed's divided by mean(P²)·k (see the module doc).
+
+    k = 1 unless a layer's weight would pass the engine's bound (1e12, reached above ~300 px: the
+    weights grow with the positions M_l); then k divides the content weight and every layer weight
+    alike, so the largest is 1e12 and the objective keeps its shape.
+    """
     model = load_vgg("original", device)
     base = StyleParams(
         size=size,
@@ -70,7 +78,10 @@ def race_params(size: int, iterations: int, device: str = "cpu", **overrides: An
         _, d, h, width = features[name].shape
         a_energy = energy(gram(features[name])[0])
         weights.append(float(1e6 * w * (h * width / d) * a_energy / p_energy))
-    return replace(base, style_layer_weights=tuple(weights), **overrides).validate()
+    k = max(1.0, max(weights) / MAX_ENGINE_WEIGHT)
+    return replace(
+        base, content_weight=1.0 / k, style_layer_weights=tuple(x / k for x in weights), **overrides
+    ).validate()
 
 
 class Trajectory(Callbacks):
