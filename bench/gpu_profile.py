@@ -8,7 +8,8 @@ half of an iteration is outside the network. This runs stylize() with default pa
 (after an untimed warm-up run at the same size, so cuDNN's autotune is done) under
 torch.profiler for --iterations iterations and prints, per iteration:
 - wall ms (synchronised, between the first and last on_progress);
-- GPU busy ms (the sum of the kernels' device times) and the number of kernels launched;
+- the kernels' device time, kernel launches, cudaMemcpyAsync calls and tensor-to-Python scalars
+  (aten::_local_scalar_dense: .item() and the like, each a synchronisation on a GPU);
 - the host's time in the ten operators with the most self CPU time, and the ten kernels with the
   most device time.
 If the wall time is well above the GPU's busy time, the loop is bound by the host (launches,
@@ -58,15 +59,25 @@ def main() -> None:
     iterations = len(stamps.times) - 1
     wall_ms = (stamps.times[-1] - stamps.times[0]) * 1e3 / iterations
     events = prof.key_averages()
-    kernels = [e for e in events if getattr(e, "device_type", None) == torch.autograd.DeviceType.CUDA]
-    busy_ms = sum(e.self_device_time_total for e in kernels) / 1e3 / (iterations + 1)
-    launches = sum(e.count for e in kernels) / (iterations + 1)
+    runs = iterations + 1  # the profiled stylize ran iterations + 1 iterations, and its setup
+
+    def per_run(names: tuple[str, ...]) -> float:
+        return sum(e.count for e in events if e.key in names) / runs
+
+    # As torch's own table totals it: the device time of the kernels, attributed to the host operators
+    # that launched them (the device-side events include annotation ranges such as LBFGS.step's).
+    busy_ms = sum(e.self_device_time_total for e in events if e.device_type == torch.autograd.DeviceType.CPU) / 1e3
+    launches = per_run(("cudaLaunchKernel", "cudaLaunchKernelExC"))
+    copies = per_run(("cudaMemcpyAsync",))
+    scalars = per_run(("aten::_local_scalar_dense",))  # .item(), float(t), a tensor as a Python number
     by_cpu = events.table(sort_by="self_cpu_time_total", row_limit=12)
-    by_gpu = events.table(sort_by="self_device_time_total", row_limit=12) if kernels else ""
+    by_gpu = events.table(sort_by="self_device_time_total", row_limit=12) if device.type == "cuda" else ""
     lines = [
-        f"gpu_profile {args.size} px, {iterations} iterations on {device}: wall {wall_ms:.2f} ms/iteration; "
-        f"GPU busy {busy_ms:.2f} ms/iteration (kernels' device time, whole run incl. setup / (iterations+1)); "
-        f"{launches:.0f} kernels/iteration",
+        f"gpu_profile {args.size} px, {iterations} iterations on {device}: wall {wall_ms:.2f} ms/iteration "
+        f"(under the profiler); kernels' device time {busy_ms / runs:.2f} ms/iteration; per iteration "
+        f"{launches:.0f} kernel launches, {copies:.0f} cudaMemcpyAsync, {scalars:.0f} tensor-to-Python scalars "
+        "(each a host-device synchronisation on a GPU); all per iteration = the whole profiled run "
+        "(setup included) / (iterations + 1)",
         "",
         "By self CPU time (the whole profiled run):",
         by_cpu,

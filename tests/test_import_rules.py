@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import subprocess
 import sys
 from pathlib import Path
 
@@ -88,3 +89,30 @@ def test_nothing_imports_the_old_top_level_names(folder: str) -> None:
         if within(module, OLD_TOP_LEVEL)
     ]
     assert not breaches, breaches
+
+
+# What bench/gpu.sh runs on a lent GPU machine, whose image has torch, Pillow, numpy and requests but
+# none of the service's own dependencies (and no network to install them).
+GPU_BENCHMARKS = ("bench.gpu", "bench.multiscale", "bench.gpu_profile")
+NOT_ON_THE_GPU_IMAGE = (
+    "sqlalchemy", "alembic", "celery", "kombu", "redis", "pydantic", "pydantic_settings", "flask", "psycopg",
+)  # fmt: skip
+_BLOCKING_IMPORT = """
+import importlib.abc, sys
+class Absent(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {blocked!r}:
+            raise ImportError("not on the GPU image: " + name)
+sys.meta_path.insert(0, Absent())
+for module in {modules!r}:
+    __import__(module)
+"""
+
+
+def test_the_gpu_benchmarks_need_only_the_gpu_images_packages() -> None:
+    """bench/gpu.sh's scripts import (transitively) none of the service's database, queue or settings
+    packages (png_bytes once lived beside the worker's SQL callbacks, and bench.multiscale pulled in
+    SQLAlchemy through it)."""
+    code = _BLOCKING_IMPORT.format(blocked=set(NOT_ON_THE_GPU_IMAGE), modules=GPU_BENCHMARKS)
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]

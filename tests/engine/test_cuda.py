@@ -1,6 +1,7 @@
 """The engine on a CUDA device: the same result as the CPU in fp32, and bf16 convolutions that still optimise.
 
-Run with `pytest -m gpu` on a machine with a GPU (bench/gpu.sh runs them first); skipped elsewhere.
+Run with `pytest -m gpu` on a machine with a GPU and this repo installed; skipped elsewhere. bench/gpu.sh does
+not run them: the GPU image it runs on lacks the service packages tests/conftest.py imports.
 """
 
 from __future__ import annotations
