@@ -4,9 +4,9 @@
 
 stylize() with the default StyleParams (original VGG19, content init, CPU) and L-BFGS at each
 history size with the engine's strong-Wolfe line search, plus the default history without a
-line search (fixed steps of lr 1; the engine offers no such switch, so the bench passes
-line_search_fn=None to torch's LBFGS for that run only). Runs are interleaved --repeats times;
-wall times are medians. Target: the final objective of the engine's default (history 100,
+line search (fixed steps of lr 1; the engine offers no such switch, so for that run only the bench
+puts torch's LBFGS with line_search_fn=None where the engine builds its optimiser). Runs are
+interleaved --repeats times; wall times are medians. Target: the final objective of the engine's default (history 100,
 strong Wolfe); each run's time to reach it is the loop time of its first iteration whose
 reported total is at most that (the same definition as bench.multiscale).
 """
@@ -18,33 +18,39 @@ import contextlib
 import math
 import statistics
 from collections.abc import Iterator
-from typing import Any
 
 import torch
 
 from bench.delivered_gap import CONTENT, STYLE
 from bench.multiscale import final_total, first_reaching, run
 from bench.results import append_result, machine_line
-from impasto.worker.engine import StyleParams, stylize
+from impasto.worker.engine import StyleParams, optimize, stylize
 
 DEFAULT_HISTORY = StyleParams().lbfgs_history
 
 
 @contextlib.contextmanager
 def without_line_search() -> Iterator[None]:
-    """While open, torch's LBFGS is built with line_search_fn=None, whatever the engine asks."""
-    original = torch.optim.LBFGS
+    """While open, the engine's optimiser is torch's LBFGS with line_search_fn=None (fixed steps)."""
+    original = optimize.LBFGS
 
-    class FixedStepLBFGS(original):  # type: ignore[misc, valid-type]
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            kwargs["line_search_fn"] = None
-            super().__init__(*args, **kwargs)
+    def fixed_step(params: list[torch.Tensor], lr: float, max_eval: int, history_size: int) -> torch.optim.LBFGS:
+        return torch.optim.LBFGS(
+            params,
+            lr=lr,
+            max_iter=1,
+            max_eval=max_eval,
+            history_size=history_size,
+            tolerance_grad=0.0,
+            tolerance_change=0.0,
+            line_search_fn=None,
+        )
 
-    torch.optim.LBFGS = FixedStepLBFGS  # type: ignore[misc]
+    optimize.LBFGS = fixed_step  # type: ignore[assignment,misc]
     try:
         yield
     finally:
-        torch.optim.LBFGS = original  # type: ignore[misc]
+        optimize.LBFGS = original  # type: ignore[misc]
 
 
 def main() -> None:

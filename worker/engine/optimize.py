@@ -17,6 +17,7 @@ from impasto.worker.engine.color import match_colours
 from impasto.worker.engine.errors import EngineError
 from impasto.worker.engine.evaluation import CachedEvaluation, first_lbfgs_step, pixels_of
 from impasto.worker.engine.gram_cache import GramCache
+from impasto.worker.engine.lbfgs import LBFGS
 from impasto.worker.engine.masks import Labels, read_labels
 from impasto.worker.engine.memory import MemoryPlan, device_budget, plan
 from impasto.worker.engine.objective import Objective
@@ -258,15 +259,11 @@ class _Run:
         p = self.params
         if p.optimizer == "adam":
             return torch.optim.Adam([z], lr=p.lr())
-        return torch.optim.LBFGS(
+        return LBFGS(
             [z],
             lr=p.lr(),
-            max_iter=1,  # one iteration per step() call, so callbacks run between iterations
-            # torch's default max_eval is 1.25·max_iter, which with max_iter=1 leaves the line
-            # search no evaluation at all (and L-BFGS stalls); allow 25 as torch's search does.
+            # torch's default max_eval is 1.25·max_iter, which with one iteration per step() call
+            # leaves the line search no evaluation at all (and L-BFGS stalls); allow 25 as torch's search does.
             max_eval=26,
             history_size=history,  # p.lbfgs_history, or fewer where the memory budget says so
-            tolerance_grad=0.0,  # never stop early on a small gradient: its scale is arbitrary
-            tolerance_change=0.0,
-            line_search_fn="strong_wolfe",
-        )
+        )  # one iteration per step(), so callbacks run between iterations; tolerances 0: never stop early
