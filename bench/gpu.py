@@ -416,7 +416,8 @@ class Bench:
                 height, width = math.ceil(height / 2), math.ceil(width / 2)
             conv = self.model.convs[name]
             assert isinstance(conv, torch.nn.Conv2d)
-            (kh, kw), (ph, pw), (sh, sw) = conv.kernel_size, conv.padding, conv.stride  # type: ignore[misc]
+            assert not isinstance(conv.padding, str)  # VGG's padding is numbers, not "same"
+            (kh, kw), (ph, pw), (sh, sw) = conv.kernel_size, conv.padding, conv.stride
             height, width = (height + 2 * ph - kh) // sh + 1, (width + 2 * pw - kw) // sw + 1
             total += 2 * conv.in_channels * conv.out_channels * kh * kw * height * width
         return total

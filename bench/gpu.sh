@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # GPU benchmark of the engine, in one call that fits a device lease (under 10 minutes), in the order
-# of $GPU_STEPS (default "pyramid gpu profile"), each ended by its own timeout:
-# pyramid: the 1024 px pyramid comparison (bench/multiscale.py, issue 15) into pyramid.md, within
-#    ${PYRAMID_BENCH_TIMEOUT:-170} s ($PYRAMID_ARGS replaces its size, iterations and device);
+# of $GPU_STEPS (default "lbfgs gpu profile"), each ended by its own timeout:
+# lbfgs: the engine's L-BFGS against torch's through stylize at 512 px (bench/lbfgs_direction.py)
+#    into lbfgs.md, within ${LBFGS_BENCH_TIMEOUT:-90} s ($LBFGS_ARGS replaces its size and device);
+# pyramid: the 1024 px pyramid comparison (bench/multiscale.py, issue 15; measured 2026-11-30, so
+#    no longer a default step) into pyramid.md, within ${PYRAMID_BENCH_TIMEOUT:-170} s
+#    ($PYRAMID_ARGS replaces its size, iterations and device);
 # gpu: python -m bench.gpu --budget $GPU_BENCH_BUDGET "$@" (bench/gpu.py), writing gpu.json, gpu.md
 #    and gpu.log under ${OUT:-bench/out}, as it goes; ended after ${GPU_BENCH_TIMEOUT:-400} s, its own
 #    budget ${GPU_BENCH_BUDGET:-350} s;
@@ -77,11 +80,16 @@ gpu() {
     timeout -k 10 "${GPU_BENCH_TIMEOUT:-400}" "$py" -m bench.gpu --out "$out" --budget "${GPU_BENCH_BUDGET:-350}" "$@" \
         2>&1 | tee "$out/gpu.log" || status=$?
 }
+lbfgs() {
+    timeout -k 10 "${LBFGS_BENCH_TIMEOUT:-90}" "$py" -m bench.lbfgs_direction \
+        ${LBFGS_ARGS:---size 512 --device cuda} --iterations 100 --repeats 2 --no-record \
+        2>&1 | tee "$out/lbfgs.md" || status=$?
+}
 profile() {  # where a 512 px iteration's time goes (torch.profiler)
     timeout -k 10 "${PROFILE_TIMEOUT:-60}" "$py" -m bench.gpu_profile ${PROFILE_ARGS:---size 512} --out "$out" \
         2>&1 | tail -40 || status=$?
 }
-for step in ${GPU_STEPS:-pyramid gpu profile}; do
+for step in ${GPU_STEPS:-lbfgs gpu profile}; do
     "$step" "$@"
 done
 exit "$status"

@@ -93,7 +93,7 @@ def test_nothing_imports_the_old_top_level_names(folder: str) -> None:
 
 # What bench/gpu.sh runs on a lent GPU machine, whose image has torch, Pillow, numpy and requests but
 # none of the service's own dependencies (and no network to install them).
-GPU_BENCHMARKS = ("bench.gpu", "bench.multiscale", "bench.gpu_profile")
+GPU_BENCHMARKS = ("bench.gpu", "bench.multiscale", "bench.gpu_profile", "bench.lbfgs_direction")
 NOT_ON_THE_GPU_IMAGE = (
     "sqlalchemy", "alembic", "celery", "kombu", "redis", "pydantic", "pydantic_settings", "flask", "psycopg",
 )  # fmt: skip
