@@ -34,8 +34,9 @@ STEADY_FROM = 5  # iterations before this are left out of ms/iteration (the firs
 
 
 @contextlib.contextmanager
-def torch_lbfgs() -> Iterator[None]:
-    """While open, the engine builds torch.optim.LBFGS with the settings it gives its own."""
+def torch_lbfgs(line_search_fn: str | None = "strong_wolfe") -> Iterator[None]:
+    """While open, the engine builds torch.optim.LBFGS with the settings it gives its own
+    (and `line_search_fn`: None for fixed steps, bench.lbfgs_settings)."""
     original = optimize.LBFGS
 
     def build(params: list[torch.Tensor], lr: float, max_eval: int, history_size: int) -> torch.optim.LBFGS:
@@ -47,7 +48,7 @@ def torch_lbfgs() -> Iterator[None]:
             history_size=history_size,
             tolerance_grad=0.0,
             tolerance_change=0.0,
-            line_search_fn="strong_wolfe",
+            line_search_fn=line_search_fn,
         )
 
     optimize.LBFGS = build  # type: ignore[assignment,misc]

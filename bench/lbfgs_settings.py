@@ -17,40 +17,14 @@ import argparse
 import contextlib
 import math
 import statistics
-from collections.abc import Iterator
-
-import torch
 
 from bench.delivered_gap import CONTENT, STYLE
+from bench.lbfgs_direction import torch_lbfgs
 from bench.multiscale import final_total, first_reaching, run
 from bench.results import append_result, machine_line
-from impasto.worker.engine import StyleParams, optimize, stylize
+from impasto.worker.engine import StyleParams, stylize
 
 DEFAULT_HISTORY = StyleParams().lbfgs_history
-
-
-@contextlib.contextmanager
-def without_line_search() -> Iterator[None]:
-    """While open, the engine's optimiser is torch's LBFGS with line_search_fn=None (fixed steps)."""
-    original = optimize.LBFGS
-
-    def fixed_step(params: list[torch.Tensor], lr: float, max_eval: int, history_size: int) -> torch.optim.LBFGS:
-        return torch.optim.LBFGS(
-            params,
-            lr=lr,
-            max_iter=1,
-            max_eval=max_eval,
-            history_size=history_size,
-            tolerance_grad=0.0,
-            tolerance_change=0.0,
-            line_search_fn=None,
-        )
-
-    optimize.LBFGS = fixed_step  # type: ignore[assignment,misc]
-    try:
-        yield
-    finally:
-        optimize.LBFGS = original  # type: ignore[misc]
 
 
 def main() -> None:
@@ -73,7 +47,7 @@ def main() -> None:
     for _ in range(args.repeats):
         for name, history, fixed_step in settings:
             params = StyleParams(size=args.size, iterations=args.iterations, lbfgs_history=history)
-            with without_line_search() if fixed_step else contextlib.nullcontext():
+            with torch_lbfgs(line_search_fn=None) if fixed_step else contextlib.nullcontext():
                 result, trajectory, _ = run(params)
             walls[name].append(result.seconds)
             finals[name] = final_total(result)

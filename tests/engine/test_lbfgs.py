@@ -6,8 +6,8 @@ from collections.abc import Callable
 
 import pytest
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 
+from bench.lbfgs_direction import ScalarReads
 from impasto.worker.engine.lbfgs import LBFGS
 
 
@@ -61,20 +61,6 @@ def test_the_iterates_are_torchs_to_rounding(history: int) -> None:
     assert (ours - x0).norm() > 1.0  # it moved: the comparison is not of two standing starts
     scale = theirs.norm(dim=1).clamp_min(1e-12)
     assert ((ours - theirs).norm(dim=1) / scale).max() < 1e-9
-
-
-class ScalarReads(TorchDispatchMode):
-    """Counts tensor-to-Python scalar conversions (.item(), float(t), a tensor as a bool or a number):
-    each one a synchronisation between host and device on a GPU."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.count = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
-        if func is torch.ops.aten._local_scalar_dense.default:
-            self.count += 1
-        return func(*args, **(kwargs or {}))
 
 
 def scalar_reads_per_iteration(optimizer_class: type, history: int) -> float:
