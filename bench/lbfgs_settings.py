@@ -6,9 +6,9 @@ stylize() with the default StyleParams (original VGG19, content init, CPU) and L
 history size with the engine's strong-Wolfe line search, plus the default history without a
 line search (fixed steps of lr 1; the engine offers no such switch, so for that run only the bench
 puts torch's LBFGS with line_search_fn=None where the engine builds its optimiser). Runs are
-interleaved --repeats times; wall times are medians. Target: the final objective of the engine's default (history 100,
-strong Wolfe); each run's time to reach it is the loop time of its first iteration whose
-reported total is at most that (the same definition as bench.multiscale).
+interleaved --repeats times; wall times are medians. Target: the final objective of the engine's
+default (history 100, strong Wolfe); each run's time to reach it is the loop time of its first
+iteration whose reported total is at most that (the same definition as bench.multiscale).
 """
 
 from __future__ import annotations

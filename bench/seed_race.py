@@ -6,8 +6,8 @@
 The fair race (issue 17): the engine's objective is set equal to the seed's up to a constant
 factor (content weight 1, style weight 1, per-layer style weights 1e6·w_l·(M_l/d_l)·mean(Â_l²)
 / mean(P²), w_l = 1, .75, .2, .2, .2; above ~300 px the content and layer weights are all divided
-by one k that keeps them within the engine's bounds), and both get the style image squashed to the content's
-shape. Every delivered image is scored with the seed's own definition (bench.seed_score).
+by one k that keeps them within the engine's bounds), and both get the style image squashed to
+the content's shape. Every delivered image is scored with the seed's own definition (bench.seed_score).
 
 The target: the seed's delivered image after --seed-steps, read from bench.seed_final's JSON
 (run that once first; it takes long and is not timed). Reached: style <= the seed's and content

@@ -6,15 +6,15 @@ makes a device-to-host synchronisation. With the default 100 pairs that is ~600 
 synchronisations an iteration; on an H200 at 512 px it left the GPU idle for ~9 of an iteration's
 15.4 ms (bench/RESULTS.md, "GPU on one H200"; `python -m bench.gpu_profile`).
 
-Here the history lives in one (2m × n) buffer, s-vectors in rows 0..m-1 and y-vectors in rows
-m..2m-1, and the same recursion runs on the pairs' inner products instead of the vectors
-(Byrd, Nocedal and Schnabel 1994 give the algebra): one matrix product gives every inner product
-an iteration needs (each stored pair with the gradient and the new pair), one transfer brings them
-to the host, the recursion runs there in float64 on m numbers, and one matrix-vector product makes
-the direction. The inner products of stored pairs with each other are kept on the host, updated
-with the new pair's. The result equals torch's two-loop recursion up to rounding
-(tests/engine/test_lbfgs.py compares whole trajectories); the line search is torch's own strong
-Wolfe search, called as torch.optim.LBFGS calls it.
+Here the history lives in one (m × 2 × n) buffer, slot i holding the pair (sᵢ, yᵢ), and the same
+recursion runs on the pairs' inner products instead of the vectors (Byrd, Nocedal and Schnabel 1994
+give the algebra): three matrix-vector products over the stored pairs (with the gradient, the new s
+and the new y) and four dot products give every inner product an iteration needs, one transfer
+brings them to the host, the recursion runs there in float64 as two triangular solves of at most
+m × m, and one matrix-vector product makes the direction. The inner products of stored pairs with
+each other are kept on the host, updated with the new pair's. The result equals torch's two-loop
+recursion up to rounding (tests/engine/test_lbfgs.py compares whole trajectories); the line search
+is torch's own strong Wolfe search, called as torch.optim.LBFGS calls it.
 
 One iteration per step() (the engine calls step once per iteration, max_iter=1), line search
 "strong_wolfe" only, one parameter tensor, minimisation only.
@@ -163,11 +163,11 @@ class _History:
         y_q = -y_g[index] - yy @ alpha
         right = gamma * y_q + sy.T.tril(-1) @ alpha
         beta = torch.linalg.solve_triangular(sy.T.tril(), right.unsqueeze(1), upper=False).squeeze(1)
-        coefficients = torch.zeros(self.size, 2, dtype=torch.float64)
+        used = len(self.order)  # the used slots are 0..used-1, in some order
+        coefficients = torch.zeros(used, 2, dtype=torch.float64)  # per slot: on its s, on its y
         coefficients[index, 0] = alpha - beta
         coefficients[index, 1] = -gamma * alpha
-        used = len(self.order)
         assert self.buffer is not None
         pairs = self.buffer[:used].view(2 * used, g.numel())
-        weights = coefficients[:used].flatten().to(dtype=g.dtype, device=g.device)
+        weights = coefficients.flatten().to(dtype=g.dtype, device=g.device)
         return torch.addmv(g, pairs.T, weights, beta=-gamma)
